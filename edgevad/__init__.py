@@ -1,0 +1,18 @@
+"""edgevad: edge inference for weakly-supervised video anomaly detection.
+
+This package (folder ``edgevad/``) is the runtime: numpy, OpenCV, ONNX Runtime and TensorRT
+where present, never torch. The training side lives in ``edgevad_export`` (folder ``export/``)
+and ``edgevad_calibration`` (folder ``calibration/``), installed with ``pip install
+'edgevad[train]'``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("edgevad")
+except PackageNotFoundError:  # a bare checkout that was never installed
+    __version__ = "0.0.0+unknown"
+
+from edgevad.errors import EdgevadError  # noqa: E402
+
+__all__ = ["EdgevadError", "__version__"]

