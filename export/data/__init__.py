@@ -1,0 +1,1 @@
+"""Training data: feature-bag files and their validation."""

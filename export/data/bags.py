@@ -1,0 +1,146 @@
+"""Feature-bag files: the format ``edgevad extract`` writes and ``edgevad train``/``eval`` read.
+
+One ``.npz`` per split, N videos (the format of ``../shared/data/ucf_crime_r3d34``):
+
+- ``features`` float32 [N, S_max, D]: segment features, rows past ``n_segments`` are padding;
+- ``n_segments`` int [N]: real segments per video (0 = extraction failed: the video is skipped);
+- ``name`` str [N], ``label`` bool [N] (True = anomalous video), ``category`` str [N];
+- optional, for evaluation: ``n_frames`` int [N] and ``anomaly_intervals`` int [N, 2k]
+  (inclusive start/end frame pairs, -1 where absent).
+
+Real data is messy, so loading checks every bag: empty bags are skipped and counted; a bag with a
+NaN or an all-zero segment inside ``n_segments`` is refused with the video's name and the reason
+(it would silently train on garbage). The real UCF-Crime train split has two such bags
+(Assault023_x264, Normal_Videos322_x264). ``strict=True`` turns a refusal into an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevad.errors import EdgevadError
+from edgevad.segments import resample_segments
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("features", "n_segments", "name", "label")
+
+
+class BagFileError(EdgevadError):
+    """A feature-bag file is missing, unreadable or holds a bag that cannot be used."""
+
+
+@dataclass
+class FeatureBags:
+    """Validated bags of one split; ``features[i]`` is [n_segments[i], D] (no padding)."""
+
+    features: list[np.ndarray]
+    names: np.ndarray
+    labels: np.ndarray
+    categories: np.ndarray
+    n_frames: np.ndarray | None = None
+    anomaly_intervals: np.ndarray | None = None
+    skipped_empty: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    """Video name -> why its bag was refused (NaN, all-zero rows)."""
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.features[0].shape[-1]
+
+    def stacked(self, n_segments: int) -> np.ndarray:
+        """All bags resampled to ``n_segments``, as one float32 array [N, n_segments, D]."""
+        return np.stack([resample_segments(f, n_segments) for f in self.features]).astype(np.float32)
+
+
+def load_bags(path: str | Path, *, strict: bool = False) -> FeatureBags:
+    """Read and validate a feature-bag file (see the module docstring for the format).
+
+    Refused bags are left out and listed in ``FeatureBags.refused``; with ``strict`` the first
+    one raises ``BagFileError`` instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BagFileError(f"Feature-bag file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # truncated zip, not an npz, object arrays
+        raise BagFileError(f"Cannot read feature-bag file {path}: {exc}") from exc
+    missing = [k for k in REQUIRED if k not in arrays]
+    if missing:
+        raise BagFileError(f"{path} lacks the arrays {', '.join(missing)} (has {', '.join(arrays)})")
+    feats, counts = arrays["features"], arrays["n_segments"].astype(np.int64)
+    n = len(counts)
+    if feats.ndim != 3 or feats.shape[0] != n:
+        raise BagFileError(f"{path}: features must be [N, S, D] with N = {n}, got {feats.shape}")
+    names = arrays["name"].astype(str)
+    keep, bags, empty, refused = [], [], [], {}
+    for i in range(n):
+        k = int(counts[i])
+        if k <= 0:
+            empty.append(str(names[i]))
+            continue
+        if k > feats.shape[1]:
+            raise BagFileError(f"{path}: video {names[i]} claims {k} segments, the array holds {feats.shape[1]}")
+        bag = feats[i, :k].astype(np.float32)
+        problem = _bag_problem(bag)
+        if problem:
+            if strict:
+                raise BagFileError(f"{path}: video {names[i]} {problem}")
+            refused[str(names[i])] = problem
+            log.warning("%s: refused video %s: %s", path.name, names[i], problem)
+            continue
+        keep.append(i)
+        bags.append(bag)
+    if empty:
+        log.info("%s: skipped %d videos with no segments (failed extraction)", path.name, len(empty))
+    if not bags:
+        raise BagFileError(f"{path} holds no usable bag ({len(empty)} empty)")
+    idx = np.asarray(keep)
+    labels = arrays["label"].astype(bool)[idx]
+    categories = (arrays["category"].astype(str)[idx] if "category" in arrays
+                  else np.where(labels, "Anomaly", "Normal"))
+    return FeatureBags(
+        features=bags,
+        names=names[idx],
+        labels=labels,
+        categories=categories,
+        n_frames=arrays["n_frames"].astype(np.int64)[idx] if "n_frames" in arrays else None,
+        anomaly_intervals=(arrays["anomaly_intervals"].astype(np.int64)[idx]
+                           if "anomaly_intervals" in arrays else None),
+        skipped_empty=empty,
+        refused=refused,
+        source=str(path),
+    )
+
+
+def _bag_problem(bag: np.ndarray) -> str:
+    """Why a bag cannot be used, or '' when it can."""
+    if not np.isfinite(bag).all():
+        return "has NaN or infinite features"
+    zero_rows = np.flatnonzero(~bag.any(axis=1))
+    if zero_rows.size:
+        shown = zero_rows.tolist()[:8]
+        return (f"has all-zero feature rows at segments {shown}{' …' if zero_rows.size > 8 else ''}"
+                f" (inside its {len(bag)} segments)")
+    return ""
+
+
+def frame_labels(n_frames: int, intervals: np.ndarray) -> np.ndarray:
+    """0/1 per frame from inclusive (start, end) pairs; -1 marks an absent pair."""
+    labels = np.zeros(n_frames, dtype=np.int8)
+    pairs = np.asarray(intervals).reshape(-1, 2)
+    for start, end in pairs:
+        if start < 0 or end < 0:
+            continue
+        labels[max(start, 0): min(end, n_frames - 1) + 1] = 1
+    return labels
