@@ -1,0 +1,1 @@
+"""Evaluation: the frame-level protocol, reports and plots."""
