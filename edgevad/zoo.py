@@ -56,6 +56,8 @@ class InputGeometry:
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     channels: int = 3
     layout: str = "NCTHW"
+    flow_bound: float | None = None
+    """Optical-flow inputs only: px/frame at the working size mapped to +-1 (``edgevad.motion``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -226,10 +228,10 @@ C3D_GEOMETRY = InputGeometry(
 
 FLOW_GEOMETRY = InputGeometry(
     clip_len=16, stride=16, size=(112, 112), resize=None, crop="none", color="gray",
-    scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), channels=2,
+    scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), channels=2, flow_bound=5.0,
 )
 """Motion stream: DIS optical flow at 112x112 between consecutive grey frames, two channels
-(dx, dy) clipped and scaled to [-1, 1] by ``edgevad.motion``."""
+(dx, dy) clipped to +-flow_bound and scaled to [-1, 1] by ``edgevad.motion``."""
 
 
 # --- Backbones ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgevad.motion import (
-    FlowEstimator, MotionBox, encode_flow, flow_clip, flow_magnitude, motion_boxes,
+    FLOW_BOUND, FlowEstimator, MotionBox, encode_flow, flow_clip, flow_magnitude, motion_boxes,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -73,7 +73,7 @@ def test_working_size_and_flow_clip(shifted_pair):
     clip = flow_clip(big)  # resized back to the 112x112 working size: a 3 px shift again
     assert clip.shape == (2, 3, 112, 112) and clip.dtype == np.float32
     assert not clip[:, 0].any()  # no previous frame
-    assert np.median(clip[0, 1, 42:70, 39:64]) * 20.0 == pytest.approx(3.0, abs=0.3)
+    assert np.median(clip[0, 1, 42:70, 39:64]) * FLOW_BOUND == pytest.approx(3.0, abs=0.3)
     assert np.abs(clip[:, 2]).max() < 0.05  # identical frames: no motion
     est = FlowEstimator(size=(56, 64))
     assert est(big[0]).shape == (56, 64, 2)
@@ -83,7 +83,7 @@ def test_encode_flow_range():
     flow = np.zeros((4, 5, 2), np.float32)
     flow[0, 0] = (50.0, -50.0)
     flow[1, 1] = (10.0, -5.0)
-    enc = encode_flow(flow)
+    enc = encode_flow(flow, bound=20.0)
     assert enc.shape == (2, 4, 5) and enc.dtype == np.float32
     assert enc.min() == -1.0 and enc.max() == 1.0
     assert enc[:, 1, 1].tolist() == [0.5, -0.25]
@@ -165,3 +165,9 @@ def test_bad_inputs_raise():
 def test_motion_is_torch_free():
     code = "import sys, edgevad.motion; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_flow_bound_in_the_zoo_matches_the_encoder():
+    from edgevad.zoo import get_backbone
+
+    assert get_backbone("motion-r3d18").geometry.flow_bound == FLOW_BOUND
