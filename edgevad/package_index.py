@@ -23,6 +23,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from edgevad.errors import DownloadError
+from edgevad.hashing import sha256_file
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -103,15 +104,6 @@ def fetch_file(package: str, filename: str, dest: Path, *, sha256: str, progress
         dest.unlink()  # a stale or truncated copy: fetch again
     return download(find_file(package, filename, index=index), dest, sha256=sha256,
                     progress=progress, index=index)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- internals ------------------------------------------------------------------------------------
@@ -211,8 +203,14 @@ class _progress:
         if not self.enabled:
             return lambda n: None
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                             TransferSpeedColumn(), TimeRemainingColumn(),

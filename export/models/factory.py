@@ -60,7 +60,7 @@ def create_head(
                 f"Head {name!r} has no trained weights. Train one (edgevad train --model {name}) "
                 "and pass its checkpoint, or ask for random weights explicitly (--random-init)."
             )
-        log.warning("head %s uses random weights (random_init=True)", name)
+        log.info("head %s starts from random weights (random_init=True)", name)
         return model.eval()
     if random_init:
         raise ValueError("Pass either checkpoint or random_init=True, not both")

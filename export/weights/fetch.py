@@ -20,6 +20,7 @@ import torch
 
 from edgevad import __version__, package_index, zoo
 from edgevad.cache import cache_dir
+from edgevad.hashing import sha256_file
 from edgevad.errors import DownloadError, WeightsError
 
 SIDECAR_FORMAT = 1
@@ -45,7 +46,7 @@ def fetch_weights(name: str, *, archive: Path | None = None, force: bool = False
         archive = Path(archive)
         if not archive.is_file():
             raise WeightsError(f"Archive {archive} does not exist")
-        got = package_index.sha256_file(archive)
+        got = sha256_file(archive)
         if got != spec.archive_sha256:
             raise WeightsError(f"{archive} is not {spec.archive}: sha256 expected "
                                f"{spec.archive_sha256}, got {got}")
@@ -66,7 +67,7 @@ def fetch_weights(name: str, *, archive: Path | None = None, force: bool = False
     if not isinstance(state, dict) or not state:
         raise WeightsError(f"Converter {spec.converter} returned no state dict")
     _atomic_write(out, lambda f: torch.save(state, f))
-    sidecar = {**_identity(spec), "sha256": package_index.sha256_file(out)}
+    sidecar = {**_identity(spec), "sha256": sha256_file(out)}
     _atomic_write(out.with_suffix(".json"),
                   lambda f: f.write(json.dumps(sidecar, indent=2).encode()))
     return out
@@ -83,7 +84,7 @@ def cached_weights(name: str) -> Path | None:
     recorded = {k: meta.get(k) for k in _identity(spec)}
     if recorded != _identity(spec) or not out.is_file():
         return None
-    return out if package_index.sha256_file(out) == meta.get("sha256") else None
+    return out if sha256_file(out) == meta.get("sha256") else None
 
 
 def _identity(spec: zoo.WeightsSpec) -> dict:
