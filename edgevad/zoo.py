@@ -334,6 +334,16 @@ for _variant in ("dist", "cov"):
         builder_kwargs={"dissimilarity": _variant},
     ))
 register_head(HeadSpec(
+    name="mil-ctx",
+    builder="edgevad_export.models.heads.context:build_context_mil",
+    default_backbone="r3d34",
+    inputs=("features",),
+    outputs=("scores",),
+    description="MIL with temporal context: L2-normalised segment features beside their "
+                "difference from a 5-segment window mean, trained by top-3 mean ranking",
+    paper="Sultani et al. CVPR 2018 head; top-k selection as in Tian et al., RTFM, ICCV 2021",
+))
+register_head(HeadSpec(
     name="joint",
     builder="edgevad_export.models.heads.joint:build_joint",
     default_backbone="i3d",

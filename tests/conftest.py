@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from edgevad_export.data.bags import FeatureBags  # numpy only: no torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -16,3 +19,35 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (CI has it; a fresh checkout does not)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def synthetic_bags():
+    """A builder of small labelled bags: ``synthetic_bags(n=16, dim=8, segments=32, ...)``."""
+    return _synthetic_bags
+
+
+def _synthetic_bags(n: int = 16, dim: int = 8, segments: int = 32, seed: int = 0,
+                   with_frames: bool = False) -> FeatureBags:
+    """Half anomalous (a bump on segments 10-13 along the first axis), categories from UCF."""
+    rng = np.random.default_rng(seed)
+    feats, labels, cats = [], [], []
+    classes = ["Abuse", "Arson", "Robbery"]
+    for i in range(n):
+        anomalous = i % 2 == 0
+        s = segments + (i % 3) - 1  # 31..33 like the real data
+        f = rng.normal(size=(s, dim)).astype(np.float32)
+        if anomalous:
+            f[10:14, 0] += 4.0
+        feats.append(f)
+        labels.append(anomalous)
+        cats.append(classes[i % 3] if anomalous else "Normal")
+    extra = {}
+    if with_frames:
+        extra["n_frames"] = np.full(n, 320, dtype=np.int64)
+        iv = np.full((n, 4), -1, dtype=np.int64)
+        for i in range(0, n, 2):
+            iv[i, :2] = (100, 139)
+        extra["anomaly_intervals"] = iv
+    return FeatureBags(features=feats, names=np.array([f"v{i:03d}" for i in range(n)]),
+                       labels=np.array(labels), categories=np.array(cats), **extra)

@@ -1,0 +1,323 @@
+"""The training loop: weakly supervised bags in, a checkpoint folder out.
+
+Every step draws ``batch_anomalous`` anomalous and ``batch_normal`` normal videos (30 + 30, as
+Sultani et al. and the heads' papers), each a bag of ``segments`` (32) segment features (bags of
+31/33 are resampled by averaging), and applies the objective that defines the head:
+
+==============  ==================================================================================
+``mil``         :func:`~edgevad_export.models.heads.losses.mil_ranking_loss` (Sultani Eq. 7)
+``mrm``         :func:`~edgevad_export.models.heads.losses.multiple_ranking_loss`
+``dmrm``        ``multiple_ranking_loss`` on the fused appearance + motion features. Needs a second
+                bag file with the motion stream (same video names); the UCF-Crime R3D-34 files
+                have appearance only, so ``dmrm`` refuses them and says to use ``mrm`` (the same
+                MLP and loss on appearance alone) or to pass motion features.
+``dam-dist``,   :func:`~edgevad_export.models.heads.losses.dam_weighted_ranking_loss`. Each segment
+``dam-cov``     is a clip with a t = 1 map ``[1, D]``; its ``prev_map`` is the previous segment's
+                feature, the first segment uses itself, exactly as the runtime feeds a stream.
+``joint``       :func:`~edgevad_export.models.heads.losses.joint_loss` (0.9 ranking + 0.1 class-
+                weighted cross-entropy), categories mapped to ``edgevad.zoo.UCF_CRIME_CLASSES``.
+``mil-ctx``     :func:`~edgevad_export.models.heads.context.topk_ranking_loss` (the mean of the k
+                top segments ranked, RTFM-style; k = ``config.topk``) on the context head.
+==============  ==================================================================================
+
+Speed on CPU stays flat over a run: denormal floats are flushed to zero (weights decaying towards
+zero otherwise slow a small MLP down 100x) and the steps/s of the first and last tenth are
+recorded in the checkpoint's loss summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from edgevad_export.data.bags import FeatureBags, load_bags
+from edgevad_export.models.heads import losses
+from edgevad_export.training.checkpoint import (
+    LOSS_LOG_FILE,
+    build_head,
+    save_checkpoint,
+)
+from edgevad_export.training.config import TrainConfig
+
+from edgevad import zoo
+from edgevad.hashing import sha256_file
+from edgevad.progress import progress_bar
+from edgevad.errors import EdgevadError
+
+log = logging.getLogger(__name__)
+
+DAM_HEADS = ("dam-dist", "dam-cov")
+
+
+class TrainingError(EdgevadError):
+    """Training cannot start or diverged (the message says why)."""
+
+
+def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: str | Path, *,
+          motion_bags: FeatureBags | str | Path | None = None, progress: bool = True) -> Path:
+    """Train ``config.model`` on ``train_bags`` and write a checkpoint folder to ``out_dir``.
+
+    ``train_bags``: a :class:`FeatureBags` or the path of a feature-bag ``.npz``.
+    ``motion_bags``: the motion stream for ``dmrm`` (bags with the same video names).
+    ``progress``: show a rich progress bar. Returns the checkpoint folder.
+    """
+    bags = load_bags(train_bags) if not isinstance(train_bags, FeatureBags) else train_bags
+    name = config.model
+    zoo.get_head(name)  # UnknownNameError with suggestions before any work
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    dim = bags.feature_dim
+    protocol = _protocol(config, bags, dim)
+    feats = torch.from_numpy(bags.stacked(config.segments))
+    motion = None
+    builder_kwargs: dict[str, Any] = dict(config.head_kwargs)
+    if name == "dmrm":
+        motion, protocol["motion"] = _motion_stream(bags, motion_bags, config.segments)
+        builder_kwargs.update(appearance_dim=dim, motion_dim=motion.shape[-1])
+    else:
+        builder_kwargs["feature_dim"] = dim
+    if name == "joint":
+        builder_kwargs.setdefault("segments", config.segments)
+        if builder_kwargs["segments"] != config.segments:
+            raise TrainingError(f"joint head built for {builder_kwargs['segments']} segments but "
+                                f"config.segments = {config.segments}")
+    targets = torch.from_numpy(_class_targets(bags)) if name == "joint" else None
+
+    labels = np.asarray(bags.labels, dtype=bool)
+    anom_pool, norm_pool = np.flatnonzero(labels), np.flatnonzero(~labels)
+    if not len(anom_pool) or not len(norm_pool):
+        raise TrainingError(f"training needs anomalous and normal videos; {bags.source or 'the bags'}"
+                            f" hold {len(anom_pool)} anomalous and {len(norm_pool)} normal")
+
+    model = build_head(name, backbone=config.backbone, builder_kwargs=builder_kwargs).train()
+    opt = _optimizer(config, model)
+    class_weights = (torch.tensor(losses.UCF_CRIME_CLASS_WEIGHTS)
+                     if name == "joint" and config.class_weights else None)
+
+    rows: list[dict[str, float]] = []
+    step_times: list[float] = []
+    t0 = time.perf_counter()
+    with progress_bar("loss {task.fields[loss]:.4f}", enabled=progress) as bar:
+        task = bar.add_task(f"train {name}", total=config.steps, loss=float("nan"))
+        for step in range(1, config.steps + 1):
+            ts = time.perf_counter()
+            ia = rng.choice(anom_pool, config.batch_anomalous, replace=len(anom_pool) < config.batch_anomalous)
+            inn = rng.choice(norm_pool, config.batch_normal, replace=len(norm_pool) < config.batch_normal)
+            idx = torch.from_numpy(np.concatenate([ia, inn]))
+            loss = _loss(name, config, model, feats[idx],
+                         motion[idx] if motion is not None else None,
+                         targets[idx] if targets is not None else None, class_weights)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at step {step}; lower the learning "
+                                    f"rate (lr = {config.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step_times.append(time.perf_counter() - ts)
+            if step % config.log_every == 0 or step == config.steps:
+                rows.append({"step": step, "loss": float(loss.item()),
+                             "elapsed_s": round(time.perf_counter() - t0, 3)})
+                bar.update(task, completed=step, loss=float(loss.item()))
+    wall = time.perf_counter() - t0
+    model.eval()
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOSS_LOG_FILE, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["step", "loss", "elapsed_s"])
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {
+        "head": name,
+        "builder_kwargs": builder_kwargs,
+        "config": config.to_dict(),
+        "protocol": protocol,
+        "data": _data_summary(bags, feats),
+        "loss_summary": _loss_summary(rows, step_times, wall),
+        "class_names": list(zoo.UCF_CRIME_CLASSES) if name == "joint" else [],
+        "score_range": list(_score_range(name)),
+        "default_threshold": _default_threshold(name),
+    }
+    save_checkpoint(out, model, meta)
+    log.info("trained %s for %d steps in %.1fs -> %s", name, config.steps, wall, out)
+    return out
+
+
+# --- objectives ------------------------------------------------------------------------------------
+
+def forward_scores(name: str, model: torch.nn.Module, x: torch.Tensor,
+                   motion: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Run a head on bags ``x [B, S, D]`` the way training and evaluation both do.
+
+    Returns ``scores [B, S]`` and, per head, ``detection``/``attention`` (DAM) or
+    ``class_logits`` (joint). DAM scores each segment online against the previous one (the first
+    against itself).
+    """
+    if name in DAM_HEADS:
+        b, s, d = x.shape
+        prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+        score, det, att = model(x.reshape(b * s, 1, d), prev.reshape(b * s, 1, d))
+        return {"scores": score.view(b, s), "detection": det.view(b, s), "attention": att.view(b, s)}
+    if name == "joint":
+        scores, logits = model(x)
+        return {"scores": scores, "class_logits": logits}
+    if name == "dmrm":
+        if motion is None:
+            raise TrainingError("dmrm needs the motion stream as well as the appearance features")
+        return {"scores": model(x, motion)}
+    return {"scores": model(x)}
+
+
+def _loss(name: str, cfg: TrainConfig, model: torch.nn.Module, x: torch.Tensor,
+          motion: torch.Tensor | None, targets: torch.Tensor | None,
+          class_weights: torch.Tensor | None) -> torch.Tensor:
+    na = cfg.batch_anomalous
+    out = forward_scores(name, model, x, motion)
+    sa, sn = out["scores"][:na], out["scores"][na:]
+    common = {"margin": cfg.margin, "pairing": cfg.pairing}
+    if name == "mil":
+        return losses.mil_ranking_loss(sa, sn, cfg.smooth, cfg.sparsity, **common)
+    if name in ("mrm", "dmrm"):
+        return losses.multiple_ranking_loss(sa, sn, cfg.smooth, cfg.sparsity, **common)
+    if name in DAM_HEADS:
+        det, att = out["detection"], out["attention"]
+        return losses.dam_weighted_ranking_loss(det[:na], att[:na], det[na:], att[na:],
+                                                cfg.smooth, cfg.sparsity,
+                                                attention_l2=cfg.attention_l2, **common)
+    if name == "joint":
+        return losses.joint_loss(sa, sn, out["class_logits"], targets, class_weights,
+                                 detection_weight=cfg.detection_weight,
+                                 classification_weight=cfg.classification_weight,
+                                 smooth=cfg.smooth, sparsity=cfg.sparsity, **common)
+    if name == "mil-ctx":
+        from edgevad_export.models.heads.context import topk_ranking_loss
+
+        return topk_ranking_loss(sa, sn, cfg.topk, cfg.smooth, cfg.sparsity, **common)
+    raise TrainingError(f"no training objective for head {name!r}")
+
+
+def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+# --- data and protocol -----------------------------------------------------------------------------
+
+def _protocol(cfg: TrainConfig, bags: FeatureBags, dim: int) -> dict[str, Any]:
+    if cfg.feature_dim is not None and cfg.feature_dim != dim:
+        raise TrainingError(f"config.feature_dim = {cfg.feature_dim} but the features in "
+                            f"{bags.source or 'the bags'} are {dim}-D")
+    if cfg.backbone is not None:
+        bb = zoo.get_backbone(cfg.backbone)
+        if bb.feature_dim != dim:
+            raise TrainingError(f"backbone {cfg.backbone!r} gives {bb.feature_dim}-D features but "
+                                f"{bags.source or 'the bags'} hold {dim}-D ones: pass the backbone "
+                                "that made them (or backbone=None)")
+    source = Path(bags.source) if bags.source else None
+    return {
+        "backbone": cfg.backbone,
+        "feature_dim": dim,
+        "segments": cfg.segments,
+        "feature_file": str(source) if source else None,
+        "feature_file_sha256": sha256_file(source) if source and source.is_file() else None,
+    }
+
+
+def _motion_stream(bags: FeatureBags, motion_bags, segments: int) -> tuple[torch.Tensor, dict]:
+    if motion_bags is None:
+        raise TrainingError(
+            f"dmrm fuses an appearance and a motion (optical-flow) stream, but only one feature "
+            f"file was given ({bags.source or 'appearance bags'}, {bags.feature_dim}-D): the "
+            "UCF-Crime R3D-34 features have no motion stream. Pass motion features of the same "
+            "videos (motion_bags / --motion-features, e.g. from the motion-r3d18 backbone), or "
+            "train 'mrm', which is the same MLP and loss on appearance alone."
+        )
+    mb = load_bags(motion_bags) if not isinstance(motion_bags, FeatureBags) else motion_bags
+    index = {n: i for i, n in enumerate(mb.names)}
+    missing = [n for n in bags.names if n not in index]
+    if missing:
+        raise TrainingError(f"the motion features lack {len(missing)} of the appearance videos "
+                            f"(e.g. {', '.join(missing[:3])})")
+    stacked = mb.stacked(segments)[[index[n] for n in bags.names]]
+    source = Path(mb.source) if mb.source else None
+    return torch.from_numpy(stacked), {
+        "feature_dim": mb.feature_dim,
+        "feature_file": str(source) if source else None,
+        "feature_file_sha256": sha256_file(source) if source and source.is_file() else None,
+    }
+
+
+def class_index(category: str) -> int:
+    """Index of a UCF-Crime category in ``edgevad.zoo.UCF_CRIME_CLASSES`` (Normal = 0)."""
+    try:
+        return zoo.UCF_CRIME_CLASSES.index(str(category))
+    except ValueError:
+        raise TrainingError(f"category {category!r} is not a UCF-Crime class "
+                            f"({', '.join(zoo.UCF_CRIME_CLASSES)})") from None
+
+
+def _class_targets(bags: FeatureBags) -> np.ndarray:
+    targets = np.array([class_index(c) for c in bags.categories], dtype=np.int64)
+    wrong = [(n, c) for n, c, lab in zip(bags.names, bags.categories, bags.labels)
+             if bool(lab) != (c != "Normal")]
+    if wrong:
+        raise TrainingError(f"{len(wrong)} videos have a category that contradicts their label "
+                            f"(e.g. {wrong[0][0]}: {wrong[0][1]})")
+    return targets
+
+
+def _data_summary(bags: FeatureBags, feats: torch.Tensor) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    digest.update("\n".join(map(str, bags.names)).encode())
+    digest.update(np.asarray(bags.labels, dtype=np.uint8).tobytes())
+    digest.update(feats.numpy().tobytes())
+    return {
+        "n_bags": len(bags),
+        "n_anomalous": int(np.sum(bags.labels)),
+        "n_normal": int(len(bags) - np.sum(bags.labels)),
+        "skipped_empty": len(bags.skipped_empty),
+        "refused": dict(bags.refused),
+        "bags_sha256": digest.hexdigest(),
+    }
+
+
+def _loss_summary(rows: list[dict], step_times: list[float], wall: float) -> dict[str, Any]:
+    tenth = max(1, len(step_times) // 10)
+    first = float(np.mean(step_times[:tenth])) if step_times else math.nan
+    last = float(np.mean(step_times[-tenth:])) if step_times else math.nan
+    losses_ = [r["loss"] for r in rows]
+    return {
+        "steps": len(step_times),
+        "wall_s": round(wall, 3),
+        "first_loss": losses_[0] if losses_ else None,
+        "last_loss": losses_[-1] if losses_ else None,
+        "min_loss": min(losses_) if losses_ else None,
+        "steps_per_s_first_tenth": round(1.0 / first, 2) if first and first > 0 else None,
+        "steps_per_s_last_tenth": round(1.0 / last, 2) if last and last > 0 else None,
+        "log_file": LOSS_LOG_FILE,
+    }
+
+
+def _score_range(name: str) -> tuple[float, float]:
+    return zoo.get_head(name).score_range if name in zoo.list_heads() else (0.0, 1.0)
+
+
+def _default_threshold(name: str) -> float:
+    return zoo.get_head(name).default_threshold if name in zoo.list_heads() else 0.5
