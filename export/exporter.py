@@ -1,0 +1,467 @@
+"""``edgevad export``: a zoo model -> one artifact folder (ONNX graphs per stage + manifest).
+
+One table of formats (:data:`FORMATS`) drives validation and help; converters are plain
+functions (:func:`edgevad_export.onnx_export.torch_to_onnx`; INT8 and TensorRT plug in later as
+``onnx_to_int8`` / ``onnx_to_tensorrt``); :func:`export_model` orchestrates and logs time and size
+per stage. The artifact::
+
+    out/manifest.json    edgevad.manifest.Manifest (schema 1): what to feed, how stages chain,
+                         weights provenance, SHA-256 of every file
+    out/backbone.onnx    clip [batch, C, T, H, W] -> features [batch, D] (+ feature_map for I3D)
+    out/motion.onnx      DMRM: flow [batch, 2, T, h, w] -> features [batch, D]
+    out/head.onnx        the head (segment heads: [batch, segments, D]; DAM: clip_map/prev_map in,
+                         next_prev_map out so the runtime keeps the state explicitly)
+    out/parity.json      PyTorch vs ONNX Runtime on real (or synthetic) clips
+
+Everything is written into a hidden temporary folder beside ``out`` and moved into place only
+once complete and verified, so a folder named ``out`` is never a half-written artifact; on any
+failure the temporary folder is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from edgevad_export.onnx_export import (
+    DEFAULT_OPSET,
+    BackboneAdapter,
+    DAMAdapter,
+    torch_to_onnx,
+)
+from edgevad_export.parity import ParityError, StageRun, failure_message, run_parity
+from torch import nn
+
+from edgevad import __version__, zoo
+from edgevad.compare import tolerance_for
+from edgevad.errors import EdgevadError
+from edgevad.manifest import (
+    FileRecord,
+    Link,
+    Manifest,
+    Protocol,
+    StageSpec,
+    TensorSpec,
+    WeightsRecord,
+    load_manifest,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FORMATS", "PRECISIONS", "STAGES", "ExportError", "ExportFormat", "ParityError",
+           "export_model", "resolve_format", "state_dict_sha256"]
+
+
+class ExportError(EdgevadError):
+    """The export cannot run as asked (bad arguments, output folder, unsupported format)."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the format table."""
+
+    name: str
+    aliases: tuple[str, ...]
+    suffix: str
+    precisions: tuple[str, ...]
+    needs_gpu: bool
+    converter: str | None
+    """``module:function`` of the converter; None while the format is not implemented."""
+    description: str
+
+    @property
+    def available(self) -> bool:
+        return self.converter is not None
+
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("onnx", ("onnxruntime", "ort"), ".onnx", ("fp32",), False,
+                 "edgevad_export.onnx_export:torch_to_onnx",
+                 "ONNX graphs per stage, run by ONNX Runtime (CPU/CUDA)"),
+    ExportFormat("tensorrt", ("trt", "engine"), ".engine", ("fp32", "fp16", "int8"), True, None,
+                 "TensorRT engines built on the target GPU from the ONNX graphs (not yet)"),
+)}
+PRECISIONS = ("fp32", "fp16", "int8")
+STAGES = ("backbone", "motion", "head")
+"""Stage names; ``random_init`` may name any of them."""
+
+
+def resolve_format(name: str) -> ExportFormat:
+    key = name.strip().lower()
+    for fmt in FORMATS.values():
+        if key == fmt.name or key in fmt.aliases:
+            return fmt
+    raise ExportError(f"Unknown export format {name!r}; known: "
+                      + ", ".join(f"{f.name} ({', '.join(f.aliases)})" for f in FORMATS.values()))
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """SHA-256 over a module's state dict: sorted names, dtypes, shapes and raw bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --- Arguments ------------------------------------------------------------------------------------
+
+def _random_stages(random_init: bool | str | Iterable[str]) -> set[str]:
+    if random_init is True:
+        return set(STAGES)
+    if random_init is False or random_init is None:
+        return set()
+    names = {random_init} if isinstance(random_init, str) else set(random_init)
+    if "all" in names:
+        return set(STAGES)
+    unknown = names - set(STAGES)
+    if unknown:
+        raise ExportError(f"random_init names unknown stage(s) {sorted(unknown)}; "
+                          f"use True, 'all' or any of {', '.join(STAGES)}")
+    return names
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    """Check ``out`` and create the temporary folder beside it (returned)."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"Output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"Output folder {out} is not empty; choose another folder or pass "
+                          "overwrite=True (--overwrite) to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise ExportError(f"Cannot write the artifact to {out}: {exc.strerror or exc} "
+                          f"(is {out.parent} writable?)") from exc
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rmdir(old)
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --- Models ---------------------------------------------------------------------------------------
+
+def _backbone(name: str, weights, random: bool) -> tuple[nn.Module, WeightsRecord]:
+    from edgevad_export.models.factory import create_backbone
+
+    spec = zoo.get_backbone(name)
+    if random and weights is not None:
+        raise ExportError(f"Weights were given for backbone {name!r} and random_init names it too")
+    model = create_backbone(name, weights, random_init=random)
+    sd_hash = state_dict_sha256(model)
+    if random:
+        return model, WeightsRecord("random", None, sd_hash)
+    wname = weights if weights is not None else spec.weights[0]
+    if isinstance(wname, str) and wname in zoo.list_weights():
+        wspec = zoo.get_weights(wname)
+        return model, WeightsRecord("registry", wname, sd_hash,
+                                    registry_sha256=wspec.member_sha256 or None)
+    path = Path(wname)
+    return model, WeightsRecord("file", path.name, sd_hash, file_sha256=sha256_file(path))
+
+
+def _checkpoint_meta(checkpoint) -> dict | None:
+    if checkpoint is None or not Path(checkpoint).is_dir():
+        return None
+    try:
+        from edgevad_export.training.checkpoint import read_meta
+    except ImportError as exc:  # pragma: no cover - training side missing
+        raise ExportError(f"{checkpoint} is a folder, but checkpoint folders need "
+                          f"edgevad_export.training ({exc})") from exc
+    return read_meta(checkpoint)
+
+
+def _head(spec: zoo.HeadSpec, backbone: str, checkpoint, random: bool
+          ) -> tuple[nn.Module, WeightsRecord]:
+    from edgevad_export.models.factory import create_head
+
+    if random and checkpoint is not None:
+        raise ExportError("A head checkpoint was given and random_init names the head too")
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        from edgevad_export.training.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(checkpoint)
+        if meta.get("head") != spec.name:
+            raise ExportError(f"Checkpoint {checkpoint} holds head {meta.get('head')!r}, "
+                              f"not {spec.name!r}")
+        weights_file = Path(checkpoint) / meta.get("weights_file", "head.pt")
+        return model.eval(), WeightsRecord("checkpoint", Path(checkpoint).name,
+                                           state_dict_sha256(model),
+                                           file_sha256=sha256_file(weights_file))
+    model = create_head(spec.name, backbone=backbone, checkpoint=checkpoint, random_init=random)
+    if checkpoint is None:
+        return model, WeightsRecord("random", None, state_dict_sha256(model))
+    return model, WeightsRecord("checkpoint", Path(checkpoint).name, state_dict_sha256(model),
+                                file_sha256=sha256_file(checkpoint))
+
+
+def _geometry(head: zoo.HeadSpec, backbone: zoo.BackboneSpec) -> zoo.InputGeometry:
+    """The backbone's geometry; a head that wants longer clips (DAM: 64) gets them, one new clip
+    every ``clip_len`` frames (each clip is compared with the one before it)."""
+    g = backbone.geometry
+    if head.clip_len is not None and head.clip_len != g.clip_len:
+        g = replace(g, clip_len=head.clip_len, stride=head.clip_len)
+    return g
+
+
+def _clip_shape(g: zoo.InputGeometry) -> tuple[int, ...]:
+    return (g.channels, g.clip_len, int(g.size[0]), int(g.size[1]))
+
+
+# --- The orchestrator -----------------------------------------------------------------------------
+
+def export_model(
+    model: str,
+    out: str | Path,
+    *,
+    backbone: str | None = None,
+    checkpoint: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
+    motion_weights: str | Path | None = None,
+    random_init: bool | str | Sequence[str] = False,
+    precision: str = "fp32",
+    formats: Sequence[str] = ("onnx",),
+    sample_video: str | Path | None = None,
+    overwrite: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export zoo head ``model`` with its backbone(s) into the artifact folder ``out``.
+
+    ``backbone``: the appearance backbone (default: the checkpoint's, else the head's default).
+    ``checkpoint``: the head's trained weights (a state-dict file or an ``edgevad train`` folder).
+    ``backbone_weights`` / ``motion_weights``: a registered weights name or a file (default: the
+    backbone's registered default). ``random_init``: ``True`` (or ``"all"``) gives random weights
+    to every stage not given weights explicitly; a stage name or list of them (``"head"``,
+    ``"backbone"``, ``"motion"``) only to those. Random weights are never a silent fallback: a
+    stage without weights and not named is a ``WeightsError``.
+    ``sample_video``: clips for the parity check (else deterministic synthetic frames).
+    ``overwrite``: replace a non-empty ``out``. Returns ``out``.
+    """
+    t_start = time.perf_counter()
+    spec = zoo.get_head(model)
+    fmts = [resolve_format(f) for f in formats]
+    if not fmts:
+        raise ExportError("No export format given")
+    if precision not in PRECISIONS:
+        raise ExportError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    for fmt in fmts:
+        if not fmt.available:
+            raise ExportError(f"Export format {fmt.name!r} is not available in edgevad "
+                              f"{__version__} yet; export 'onnx'")
+        if precision not in fmt.precisions:
+            raise ExportError(f"Format {fmt.name!r} supports precision "
+                              f"{', '.join(fmt.precisions)} in this version, not {precision!r} "
+                              "(INT8 needs calibration, which comes with edgevad_calibration)")
+    random = _random_stages(random_init)
+    if sample_video is not None and not Path(sample_video).is_file():
+        raise ExportError(f"Sample video {sample_video} does not exist")
+    meta = _checkpoint_meta(checkpoint)
+    if backbone is None and meta is not None:
+        backbone = (meta.get("protocol") or {}).get("backbone")
+    bb_spec = zoo.get_backbone(backbone or spec.default_backbone)
+    motion_spec = zoo.get_backbone(spec.motion_backbone) if spec.motion_backbone else None
+    if motion_spec is None and motion_weights is not None:
+        raise ExportError(f"Head {model!r} has no motion stream")
+    is_dam = "clip_map" in spec.inputs
+    if is_dam and not bb_spec.feature_map:
+        raise ExportError(f"Head {model!r} needs a backbone with a feature map (i3d), "
+                          f"not {bb_spec.name!r}")
+
+    out = Path(out)
+    tmp = _prepare_out(out, overwrite)
+    try:
+        # the head first: it is cheap, and a head without weights is the common mistake
+        head, head_record = _head(spec, bb_spec.name, checkpoint, "head" in random)
+        backbone_model, bb_record = _backbone(bb_spec.name, backbone_weights, "backbone" in random)
+        weights = {"backbone": bb_record, "head": head_record}
+        motion_model = None
+        if motion_spec is not None:
+            motion_model, weights["motion"] = _backbone(motion_spec.name, motion_weights,
+                                                        "motion" in random)
+        geometry = _geometry(spec, bb_spec)
+        manifest = _export_stages(
+            tmp, spec=spec, bb_spec=bb_spec, motion_spec=motion_spec, head=head,
+            backbone=backbone_model, motion=motion_model, geometry=geometry, weights=weights,
+            precision=precision, opset=opset, sample_video=sample_video,
+        )
+        manifest = replace(manifest, export={
+            **manifest.export,
+            "formats": [f.name for f in fmts],
+            "random_init": sorted(random & ({"backbone", "head"} | ({"motion"} if motion_spec
+                                                                    else set()))),
+            "seconds": round(time.perf_counter() - t_start, 2),
+        })
+        manifest.save(tmp)
+        load_manifest(tmp, verify=True)  # what the runtime will do; catches our own mistakes
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - t_start)
+    return out
+
+
+def _export_stages(tmp: Path, *, spec, bb_spec, motion_spec, head, backbone, motion, geometry,
+                   weights, precision, opset, sample_video) -> Manifest:
+    batch = 2
+    is_dam = "clip_map" in spec.inputs
+    stages: list[StageSpec] = []
+    runs: dict[str, StageRun] = {}
+    timings: dict[str, dict] = {}
+
+    def export(name: str, role: str, zoo_name: str, module: nn.Module, examples, inputs,
+               outputs, dynamic_axes=None, stage_geometry=None, segments_symbolic=False) -> None:
+        path = tmp / f"{name}.onnx"
+        info = torch_to_onnx(module, examples, path, [t.name for t in inputs],
+                             [t.name for t in outputs], dynamic_batch=True, opset=opset,
+                             dynamic_axes=dynamic_axes)
+        stages.append(StageSpec(
+            name=name, file=path.name, role=role, model=zoo_name, inputs=tuple(inputs),
+            outputs=tuple(outputs), precision=precision,
+            geometry=None if stage_geometry is None else stage_geometry.to_dict(),
+            exporter=info.exporter, export_note=info.note, opset=opset,
+        ))
+        runs[name] = StageRun(name, module, path, [t.name for t in inputs],
+                              [t.name for t in outputs], segments_symbolic=segments_symbolic)
+        timings[name] = {"seconds": round(info.seconds, 2), "bytes": info.bytes,
+                         "exporter": info.exporter}
+
+    # backbone: clip -> features (+ feature_map for a DAM head)
+    clip_shape = _clip_shape(geometry)
+    bb_outputs = [TensorSpec("features", ("batch", bb_spec.feature_dim))]
+    t_steps = None
+    if bb_spec.feature_map:
+        with torch.no_grad():
+            t_steps = int(backbone.forward_feature_map(torch.zeros(1, *clip_shape)).shape[1])
+        bb_outputs.append(TensorSpec("feature_map", ("batch", t_steps, bb_spec.feature_dim)))
+    export("backbone", "backbone", bb_spec.name,
+           BackboneAdapter(backbone, feature_map=bb_spec.feature_map),
+           (torch.randn(batch, *clip_shape),), [TensorSpec("clip", ("batch", *clip_shape))],
+           bb_outputs, stage_geometry=geometry)
+
+    motion_geometry = None
+    if motion_spec is not None:
+        motion_geometry = motion_spec.geometry
+        m_shape = _clip_shape(motion_geometry)
+        export("motion", "motion", motion_spec.name, BackboneAdapter(motion),
+               (torch.rand(batch, *m_shape) * 2 - 1,), [TensorSpec("flow", ("batch", *m_shape))],
+               [TensorSpec("features", ("batch", motion_spec.feature_dim))],
+               stage_geometry=motion_geometry)
+
+    # head
+    links: list[Link] = []
+    if is_dam:
+        D = bb_spec.feature_dim
+        map_shape = ("batch", t_steps, D)
+        inputs = [TensorSpec(n, map_shape) for n in spec.inputs]
+        outputs = [TensorSpec(n, ("batch",)) for n in spec.outputs]
+        outputs.append(TensorSpec("next_prev_map", map_shape))
+        examples = tuple(torch.randn(batch, t_steps, D) for _ in inputs)
+        export("head", "head", spec.name, DAMAdapter(head), examples, inputs, outputs)
+        links += [Link("backbone/feature_map", "head/clip_map"),
+                  Link("head/next_prev_map", "head/prev_map", via="state")]
+        protocol = Protocol(
+            mode="online", clip_len=geometry.clip_len, stride=geometry.stride, segments=None,
+            state={"input": "prev_map", "output": "next_prev_map", "initial": "clip_map",
+                   "note": "feed each clip's next_prev_map as the next clip's prev_map; on a "
+                           "stream's first clip (or after a reset) prev_map = clip_map"},
+        )
+    else:
+        fixed = spec.name == "joint"
+        S = spec.segments or 32
+        seg_axis: int | str = S if fixed else "segments"
+        dims = {n: bb_spec.feature_dim for n in spec.inputs}
+        if motion_spec is not None:
+            dims["motion"] = motion_spec.feature_dim
+        inputs = [TensorSpec(n, ("batch", seg_axis, dims[n])) for n in spec.inputs]
+        outputs = [TensorSpec("scores", ("batch", seg_axis))]
+        for n in spec.outputs[1:]:  # joint: class_logits [batch, classes]
+            outputs.append(TensorSpec(n, ("batch", len(spec.class_names))))
+        dyn = None if fixed else {
+            **{n: {1: "segments"} for n in spec.inputs}, "scores": {1: "segments"}}
+        examples = tuple(torch.randn(batch, S, dims[n]) for n in spec.inputs)
+        export("head", "head", spec.name, head, examples, inputs, outputs,
+               dynamic_axes=dyn, segments_symbolic=not fixed)
+        links.append(Link("backbone/features", f"head/{spec.inputs[0]}", via="segments"))
+        if motion_spec is not None:
+            links.append(Link("motion/features", "head/motion", via="segments"))
+        from edgevad_export.extraction.extract import SEGMENT_SCHEME
+
+        protocol = Protocol(mode="segments", clip_len=geometry.clip_len, stride=geometry.stride,
+                            segments=S, segments_fixed=fixed, segment_scheme=SEGMENT_SCHEME)
+
+    flow = None
+    if motion_spec is not None:
+        from edgevad.motion import FLOW_BOUND
+
+        flow = {"estimator": "opencv-dis", "preset": "ultrafast", "finest_scale": 1,
+                "size": list(motion_geometry.size),
+                "bound": float(getattr(motion_geometry, "flow_bound", None) or FLOW_BOUND),
+                "encoding": "clip(flow, -bound, bound) / bound, channels (dx, dy); the first "
+                            "frame of a stream gets zero flow (edgevad.motion.FlowEstimator)"}
+
+    tol = tolerance_for(precision)
+    report = run_parity(runs, geometry=geometry, head_inputs=spec.inputs, segments=spec.segments,
+                        motion_geometry=motion_geometry,
+                        flow_bound=None if flow is None else flow["bound"],
+                        sample_video=sample_video, tolerance=tol)
+    (tmp / "parity.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n",
+                                     encoding="utf-8")
+    if not report["passed"]:
+        raise ParityError(failure_message(report))
+
+    files = {p.name: FileRecord(sha256_file(p), p.stat().st_size)
+             for p in sorted(tmp.iterdir()) if p.is_file()}
+    fingerprint = hashlib.sha256(json.dumps(
+        {"head": spec.name, **{k: w.state_dict_sha256 for k, w in weights.items()}},
+        sort_keys=True).encode()).hexdigest()
+    import onnx
+
+    return Manifest(
+        model={"name": spec.name, "version": fingerprint[:12], "description": spec.description,
+               "paper": spec.paper},
+        head=spec.name,
+        backbones={"backbone": bb_spec.name,
+                   **({"motion": motion_spec.name} if motion_spec else {})},
+        weights=weights,
+        stages=tuple(stages),
+        links=tuple(links),
+        protocol=protocol,
+        files=files,
+        opset=opset,
+        class_names=tuple(spec.class_names),
+        score_range=tuple(spec.score_range),
+        default_threshold=spec.default_threshold,
+        flow=flow,
+        calibration=None,
+        parity={"file": "parity.json", "passed": report["passed"], "max_abs": report["max_abs"],
+                "tolerance": report["tolerance"], "input": report["input"]["source"]},
+        export={"torch": torch.__version__, "onnx": onnx.__version__, "stages": timings},
+        edgevad_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
