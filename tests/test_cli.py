@@ -72,3 +72,42 @@ def test_models_lists_heads_and_backbones():
     assert result.exit_code == 0
     for name in ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "joint", "i3d", "r3d34", "c3d"):
         assert name in result.output
+
+
+def _real_slice(src, dst, n_per_class: int):
+    """A small feature-bag file from the real split: the first n anomalous and n normal videos."""
+    import numpy as np
+
+    with np.load(src) as data:
+        arrays = {k: data[k] for k in data.files}
+    ok = arrays["n_segments"] > 0
+    idx = np.concatenate([np.flatnonzero(ok & arrays["label"])[:n_per_class],
+                          np.flatnonzero(ok & ~arrays["label"])[:n_per_class]])
+    np.savez(dst, **{k: v[idx] for k, v in arrays.items()})
+    return dst
+
+
+def test_train_eval_export_from_the_command_line(shared_data, tmp_path):
+    ucf = shared_data / "ucf_crime_r3d34"
+    train = _real_slice(ucf / "train.npz", tmp_path / "train.npz", 60)
+    dev = _real_slice(ucf / "dev.npz", tmp_path / "dev.npz", 20)
+    ckpt, report = tmp_path / "ckpt", tmp_path / "report"
+    r = runner.invoke(app, ["train", "-m", "mil", "--features", str(train), "-o", str(ckpt),
+                            "--steps", "60", "--batch", "8", "--no-progress",
+                            "--head-kwarg", "hidden=128"])
+    assert r.exit_code == 0, r.output
+    assert (ckpt / "checkpoint.json").is_file()
+    r = runner.invoke(app, ["eval", "--checkpoint", str(ckpt), "--features", str(dev),
+                            "-o", str(report), "--scores-out", str(tmp_path / "s.npz"),
+                            "--no-curves"])
+    assert r.exit_code == 0, r.output
+    assert "frame_auc" in r.output and (report / "report.json").is_file()
+    r = runner.invoke(app, ["export", "-m", "mil", "--checkpoint", str(ckpt), "-o",
+                            str(tmp_path / "art")])
+    assert r.exit_code != 0 and "resnet-34-kinetics.pth" in str(r.exception)
+
+
+def test_train_rejects_bad_head_kwarg(tmp_path):
+    r = runner.invoke(app, ["train", "-m", "mil", "--features", str(tmp_path / "x.npz"),
+                            "-o", str(tmp_path / "c"), "--head-kwarg", "oops"])
+    assert r.exit_code != 0 and "KEY=VALUE" in str(r.exception)

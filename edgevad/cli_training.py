@@ -1,0 +1,179 @@
+"""Training-side commands of ``edgevad``: extract, train, eval, export.
+
+Registered on the main app by ``edgevad.cli``; each imports ``edgevad_export`` (torch) only when
+it runs, so ``edgevad --help`` stays torch-free. Options default to None and are resolved by the
+library, so an unset flag never overrides a library default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from edgevad.errors import EdgevadError, MissingDependencyError
+
+console = Console()
+
+
+def training_side(command: str, module: str):
+    """Import a training-side module, explaining the extra when torch is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{command} needs the training extra (torch): pip install 'edgevad[train]' ({exc})"
+        ) from exc
+
+
+def _given(**options) -> dict:
+    """Only the options the user set."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _key_values(pairs: list[str] | None) -> dict:
+    """``k=v`` strings -> dict, values parsed as JSON where they parse (numbers, booleans)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EdgevadError(f"Expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def extract_command(
+    inputs: List[Path] = typer.Argument(..., help="Videos, folders of videos, or list files "
+                                        "(one 'path[,label[,category]]' a line)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Feature-bag file to write (.npz)."),
+    backbone: str = typer.Option("i3d", help="Registered backbone (edgevad models)."),
+    weights: Optional[str] = typer.Option(None, help="Weights name or file (default: the "
+                                          "backbone's registered weights)."),
+    random_init: bool = typer.Option(False, "--random-init", help="Random backbone weights "
+                                     "(testing only; features are meaningless)."),
+    segments: Optional[int] = typer.Option(None, help="Segments per video (default 32)."),
+    clip_len: Optional[int] = typer.Option(None, help="Frames per clip (default: geometry)."),
+    stride: Optional[int] = typer.Option(None, help="Frames between clips (default: geometry)."),
+    batch_size: Optional[int] = typer.Option(None, help="Clips per backbone call."),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda."),
+    resume: bool = typer.Option(True, help="Reuse videos finished by an interrupted run."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Extract feature bags from videos with a registered backbone (resumable)."""
+    extract = training_side("edgevad extract", "edgevad_export.extraction.extract")
+    try:
+        report = extract.extract_features(
+            inputs, backbone, out, weights=weights, random_init=random_init, resume=resume,
+            progress=progress, **_given(segments=segments, clip_len=clip_len, stride=stride,
+                                        batch_size=batch_size, device=device))
+    except KeyboardInterrupt:
+        console.print(f"interrupted: run the same command again to resume (finished videos are "
+                      f"kept in {out}.parts/)")
+        raise typer.Exit(130) from None
+    console.print(report.summary())
+    if report.failed:
+        raise typer.Exit(3)
+
+
+def train_command(
+    model: str = typer.Option(..., "--model", "-m", help="Head to train (edgevad models)."),
+    features: Path = typer.Option(..., help="Training feature-bag file (.npz)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone that made the features."),
+    motion_features: Optional[Path] = typer.Option(None, help="Motion-stream bags (dmrm)."),
+    config: Optional[Path] = typer.Option(None, help="TrainConfig JSON; flags override it."),
+    steps: Optional[int] = typer.Option(None),
+    batch: Optional[int] = typer.Option(None, help="Anomalous and normal bags per step, each."),
+    lr: Optional[float] = typer.Option(None),
+    optimizer: Optional[str] = typer.Option(None, help="adagrad, adam, adamw or sgd."),
+    weight_decay: Optional[float] = typer.Option(None),
+    topk: Optional[int] = typer.Option(None, help="mil-ctx: rank the mean of the top k."),
+    seed: Optional[int] = typer.Option(None),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    head_kwarg: Optional[List[str]] = typer.Option(None, help="Head builder argument KEY=VALUE "
+                                                   "(repeatable)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train an anomaly head on feature bags with video-level labels."""
+    training = training_side("edgevad train", "edgevad_export.training")
+    settings = json.loads(config.read_text()) if config else {}
+    settings.update(_given(model=model, backbone=backbone, steps=steps, lr=lr, optimizer=optimizer,
+                           weight_decay=weight_decay, topk=topk, seed=seed, threads=threads))
+    if batch is not None:
+        settings.update(batch_anomalous=batch, batch_normal=batch)
+    if head_kwarg:
+        settings["head_kwargs"] = {**settings.get("head_kwargs", {}), **_key_values(head_kwarg)}
+    cfg = training.TrainConfig.from_dict(settings)
+    folder = training.train(cfg, features, out, motion_bags=motion_features, progress=progress)
+    console.print(f"[green]checkpoint[/green] {folder}")
+
+
+def eval_command(
+    checkpoint: Path = typer.Option(..., help="Checkpoint folder written by edgevad train."),
+    features: Path = typer.Option(..., help="Test feature-bag file with frame annotations."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.json, "
+                                       "roc.png and per-video curves."),
+    threshold: Optional[float] = typer.Option(None, help="FAR threshold (default: the head's)."),
+    scores_out: Optional[Path] = typer.Option(None, help="Write per-video segment scores (.npz)."),
+    motion_features: Optional[Path] = typer.Option(None, help="Motion-stream bags (dmrm)."),
+    curves: bool = typer.Option(True, help="Per-video score-curve PNGs."),
+) -> None:
+    """Evaluate a trained head: frame AUC, AP, false alarm rate, video and per-class AUC."""
+    evaluation = training_side("edgevad eval", "edgevad_export.evaluation.evaluate")
+    report = evaluation.evaluate(checkpoint, features, out_dir=out, scores_out=scores_out,
+                                 motion_bags=motion_features, curves=curves,
+                                 **_given(threshold=threshold))
+    shown = {k: report[k] for k in ("frame_auc", "average_precision", "far", "video_auc")
+             if k in report}
+    console.print_json(json.dumps(shown))
+    if "classification" in report:
+        console.print(f"classification accuracy: {report['classification'].get('accuracy')}")
+    console.print(f"not scored: {json.dumps(report.get('not_scored', {}))}")
+    if out:
+        console.print(f"report: {out / 'report.json'}")
+
+
+def export_command(
+    model: str = typer.Option(..., "--model", "-m", help="Head to export (edgevad models)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Artifact folder to create."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone (default: the head's)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Trained head: checkpoint folder or "
+                                              "state-dict file."),
+    backbone_weights: Optional[str] = typer.Option(None, help="Backbone weights name or file."),
+    motion_weights: Optional[str] = typer.Option(None, help="Motion-stream weights file (dmrm)."),
+    random_init: bool = typer.Option(False, "--random-init", help="Allow random weights for "
+                                     "every stage without weights (untrained: testing only)."),
+    random_init_stage: Optional[List[str]] = typer.Option(None, help="Allow random weights for "
+                                                          "this stage only: head, backbone, motion."),
+    precision: Optional[str] = typer.Option(None, help="fp32 (int8/fp16 come with calibration)."),
+    format: Optional[List[str]] = typer.Option(None, "--format", help="onnx (default)."),
+    sample_video: Optional[Path] = typer.Option(None, help="Real video for the parity check "
+                                                "(default: synthetic frames)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing artifact folder."),
+    opset: Optional[int] = typer.Option(None, help="ONNX opset."),
+) -> None:
+    """Export a model to an artifact folder: ONNX per stage, manifest.json, parity.json."""
+    exporter = training_side("edgevad export", "edgevad_export.exporter")
+    folder = exporter.export_model(
+        model, out, random_init=True if random_init else (random_init_stage or False),
+        overwrite=overwrite,
+        **_given(backbone=backbone, checkpoint=checkpoint, backbone_weights=backbone_weights,
+                 motion_weights=motion_weights, precision=precision,
+                 formats=tuple(format) if format else None, sample_video=sample_video,
+                 opset=opset))
+    console.print(f"[green]artifact[/green] {folder}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract")(extract_command)
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+    app.command("export")(export_command)
