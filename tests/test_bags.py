@@ -67,3 +67,20 @@ def test_real_ucf_crime_splits(shared_data):
     assert len(train) == 1610 - 106 - 2 and train.feature_dim == 512
     dev = load_bags(shared_data / "ucf_crime_r3d34" / "dev.npz")
     assert len(dev) == 151 - 14 and dev.n_frames is not None and not dev.refused
+
+
+def test_select_and_concat_keep_arrays_aligned(tmp_path):
+    from edgevad_export.data.bags import concat_bags
+
+    f = np.arange(3 * 4 * 2, dtype=np.float32).reshape(3, 4, 2) + 1
+    a = load_bags(_write(tmp_path / "a.npz", f, [4, 4, 4], labels=[True, False, True],
+                         n_frames=np.array([10, 20, 30]),
+                         anomaly_intervals=np.array([[1, 2], [-1, -1], [3, 4]])))
+    b = load_bags(_write(tmp_path / "b.npz", f[:1], [4], labels=[False],
+                         n_frames=np.array([40]), anomaly_intervals=np.array([[0, 1, 5, 6]])))
+    picked = a.select([2, 0])
+    assert list(picked.names) == ["v2", "v0"] and picked.n_frames.tolist() == [30, 10]
+    assert np.array_equal(picked.features[0], a.features[2])
+    both = concat_bags(picked, b)
+    assert len(both) == 3 and both.labels.tolist() == [True, True, False]
+    assert both.anomaly_intervals.tolist() == [[3, 4, -1, -1], [1, 2, -1, -1], [0, 1, 5, 6]]

@@ -56,6 +56,17 @@ class FeatureBags:
     def feature_dim(self) -> int:
         return self.features[0].shape[-1]
 
+    def select(self, indices) -> "FeatureBags":
+        """The bags at ``indices`` (a fold, a class), with every per-video array kept aligned."""
+        idx = np.asarray(indices, dtype=np.int64)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return FeatureBags(
+            features=[self.features[i] for i in idx], names=self.names[idx],
+            labels=self.labels[idx], categories=self.categories[idx],
+            n_frames=pick(self.n_frames), anomaly_intervals=pick(self.anomaly_intervals),
+            source=self.source,
+        )
+
     def stacked(self, n_segments: int) -> np.ndarray:
         """All bags resampled to ``n_segments``, as one float32 array [N, n_segments, D]."""
         return np.stack([resample_segments(f, n_segments) for f in self.features]).astype(np.float32)
@@ -133,6 +144,31 @@ def _bag_problem(bag: np.ndarray) -> str:
         return (f"has all-zero feature rows at segments {shown}{' …' if zero_rows.size > 8 else ''}"
                 f" (inside its {len(bag)} segments)")
     return ""
+
+
+def concat_bags(*parts: FeatureBags) -> FeatureBags:
+    """One split from several (e.g. normal training videos + anomalous videos of another fold).
+
+    Frame counts and annotations are kept only when every part has them.
+    """
+    def joined(attr: str):
+        arrays = [getattr(p, attr) for p in parts]
+        if any(a is None for a in arrays):
+            return None
+        width = max(a.shape[1] for a in arrays) if arrays[0].ndim == 2 else None
+        if width is not None:  # interval tables of different widths: pad with -1
+            arrays = [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1)
+                      for a in arrays]
+        return np.concatenate(arrays)
+
+    return FeatureBags(
+        features=[f for p in parts for f in p.features],
+        names=np.concatenate([p.names for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        categories=np.concatenate([p.categories for p in parts]),
+        n_frames=joined("n_frames"), anomaly_intervals=joined("anomaly_intervals"),
+        source=" + ".join(p.source for p in parts),
+    )
 
 
 def frame_labels(n_frames: int, intervals: np.ndarray) -> np.ndarray:
