@@ -5,7 +5,8 @@
 
 Heads: ``mil-base`` (the plain MIL MLP 512-128-32-1 baseline, Sultani's loss), ``mil`` (the zoo's
 MIL head, 512-512-32-1), ``mrm``, ``mil-ctx`` (L2-normalised features + temporal-difference
-context + top-3 ranking), ``dam-dist``, ``dam-cov``, ``joint``. ``dmrm`` is not trainable on these
+context + top-3 ranking), ``mil-z`` (per-dimension standardised features + top-3 ranking),
+``mil-st`` (``mil-z`` then self-training on its segment pseudo-labels), ``dam-dist``, ``dam-cov``, ``joint``. ``dmrm`` is not trainable on these
 files (no motion stream). Every run uses the paper defaults of ``TrainConfig`` (30 + 30 bags,
 Adagrad lr 0.01, weight decay 1e-3, 8e-5 smoothness/sparsity); nothing is tuned on dev.
 
@@ -34,6 +35,9 @@ HEADS: dict[str, dict] = {
     "mil": {"model": "mil"},
     "mrm": {"model": "mrm"},
     "mil-ctx": {"model": "mil-ctx", "topk": 3},
+    "mil-z": {"model": "mil", "topk": 3, "head_kwargs": {"hidden": 128, "standardize": True}},
+    "mil-st": {"model": "mil", "topk": 3, "self_training": True,
+               "head_kwargs": {"hidden": 128, "standardize": True}},
     "dam-dist": {"model": "dam-dist", "heavy": True},
     "dam-cov": {"model": "dam-cov", "heavy": True},
     "joint": {"model": "joint", "heavy": True},

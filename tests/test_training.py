@@ -172,3 +172,36 @@ def test_config_round_trip_and_errors(synthetic_bags, tmp_path):
     with pytest.raises(TrainingError, match="backbone 'i3d' gives 1024-D"):
         train(TrainConfig(model="mil", backbone="i3d", steps=1), synthetic_bags(), tmp_path / "y",
               progress=False)
+
+
+def test_self_training_and_standardisation(synthetic_bags, tmp_path):
+    bags = synthetic_bags(n=16, dim=8)
+    cfg = TrainConfig(model="mil", backbone=None, steps=20, batch_anomalous=4, batch_normal=4,
+                      topk=3, self_training=True, head_kwargs={"hidden": 16, "standardize": True})
+    folder = train(cfg, bags, tmp_path / "st", progress=False)
+    model, meta = load_checkpoint(folder)
+    feats = torch.from_numpy(bags.stacked(32))
+    flat = feats.reshape(-1, 8)
+    assert torch.allclose(model.standardizer.mean, flat.mean(0), atol=1e-5)
+    assert torch.allclose(model.standardizer.std, flat.std(0), atol=1e-5)
+    assert meta["config"]["self_training"] and meta["loss_summary"]["steps"] == 40
+    rows = (folder / "loss_log.csv").read_text().splitlines()
+    assert rows[-1].startswith("40,")  # the second stage continues the step count
+
+
+def test_pseudo_labels_mark_top_segments_of_anomalous_videos_only():
+    from edgevad_export.training.trainer import pseudo_labels
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return x[..., 0]
+
+    feats = torch.tensor([[[0.1], [0.9], [0.5], [0.2]], [[0.8], [0.1], [0.3], [0.4]]])
+    target, mask = pseudo_labels(Fixed(), "mil", feats, np.array([True, False]), 0.5)
+    assert target.tolist() == [[0, 1, 1, 0], [0, 0, 0, 0]]
+    assert mask.tolist() == [[0, 1, 1, 0], [1, 1, 1, 1]]
+
+
+def test_self_training_is_refused_for_heads_without_segment_labels():
+    with pytest.raises(ConfigError, match="self_training works for"):
+        TrainConfig(model="joint", self_training=True)

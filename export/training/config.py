@@ -15,6 +15,8 @@ from edgevad.errors import EdgevadError
 
 OPTIMIZERS = ("adagrad", "adam", "adamw", "sgd")
 PAIRINGS = ("paired", "all")
+SELF_TRAINABLE = ("mil", "mrm", "mil-ctx")
+"""Heads whose only output is a score per segment, so segment pseudo-labels can train them."""
 
 
 class ConfigError(EdgevadError):
@@ -43,7 +45,13 @@ class TrainConfig:
     sparsity: float = 8e-5
     pairing: str = "paired"
     topk: int = 1
-    """Only for the ``mil-ctx`` variant: rank the mean of the k top segments (1 = Sultani)."""
+    """``mil`` and ``mil-ctx``: rank the mean of the k top segments (1 = Sultani's maximum)."""
+    self_training: bool = False
+    """Two stages (mil, mrm, mil-ctx): the ranking-trained head labels the top
+    ``pseudo_positive`` share of each anomalous training video's segments as anomalous (the rest
+    of that video is left out) and every normal segment as normal; a fresh head of the same
+    architecture is then trained on those segment labels with binary cross-entropy."""
+    pseudo_positive: float = 0.25
     attention_l2: float = 0.01
     """DAM: the Keras activity penalty on the clip attention."""
     detection_weight: float = 0.9
@@ -79,6 +87,10 @@ class TrainConfig:
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(1 <= self.topk <= self.segments, f"topk must be in 1..segments, got {self.topk}")
+        need(0.0 < self.pseudo_positive < 1.0,
+             f"pseudo_positive must be in (0, 1), got {self.pseudo_positive}")
+        need(not self.self_training or self.model in SELF_TRAINABLE,
+             f"self_training works for {', '.join(SELF_TRAINABLE)}, not {self.model!r}")
         need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         need(isinstance(self.head_kwargs, dict), "head_kwargs must be a dict")
 

@@ -33,10 +33,11 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Callable, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from edgevad_export.data.bags import FeatureBags, load_bags
 from edgevad_export.models.heads import losses
 from edgevad_export.training.checkpoint import (
@@ -100,35 +101,35 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
         raise TrainingError(f"training needs anomalous and normal videos; {bags.source or 'the bags'}"
                             f" hold {len(anom_pool)} anomalous and {len(norm_pool)} normal")
 
-    model = build_head(name, backbone=config.backbone, builder_kwargs=builder_kwargs).train()
-    opt = _optimizer(config, model)
     class_weights = (torch.tensor(losses.UCF_CRIME_CLASS_WEIGHTS)
                      if name == "joint" and config.class_weights else None)
+
+    def sample() -> torch.Tensor:
+        ia = rng.choice(anom_pool, config.batch_anomalous, replace=len(anom_pool) < config.batch_anomalous)
+        inn = rng.choice(norm_pool, config.batch_normal, replace=len(norm_pool) < config.batch_normal)
+        return torch.from_numpy(np.concatenate([ia, inn]))
+
+    def ranking_loss(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        return _loss(name, config, model, feats[idx], motion[idx] if motion is not None else None,
+                     targets[idx] if targets is not None else None, class_weights)
 
     rows: list[dict[str, float]] = []
     step_times: list[float] = []
     t0 = time.perf_counter()
     with progress_bar("loss {task.fields[loss]:.4f}", enabled=progress) as bar:
-        task = bar.add_task(f"train {name}", total=config.steps, loss=float("nan"))
-        for step in range(1, config.steps + 1):
-            ts = time.perf_counter()
-            ia = rng.choice(anom_pool, config.batch_anomalous, replace=len(anom_pool) < config.batch_anomalous)
-            inn = rng.choice(norm_pool, config.batch_normal, replace=len(norm_pool) < config.batch_normal)
-            idx = torch.from_numpy(np.concatenate([ia, inn]))
-            loss = _loss(name, config, model, feats[idx],
-                         motion[idx] if motion is not None else None,
-                         targets[idx] if targets is not None else None, class_weights)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {step}; lower the learning "
-                                    f"rate (lr = {config.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step_times.append(time.perf_counter() - ts)
-            if step % config.log_every == 0 or step == config.steps:
-                rows.append({"step": step, "loss": float(loss.item()),
-                             "elapsed_s": round(time.perf_counter() - t0, 3)})
-                bar.update(task, completed=step, loss=float(loss.item()))
+        model = _new_head(name, config, builder_kwargs, feats)
+        _fit(model, ranking_loss, sample, config, bar, f"train {name}", rows, step_times, t0)
+        if config.self_training:
+            target, mask = pseudo_labels(model, name, feats, labels, config.pseudo_positive)
+            model = _new_head(name, config, builder_kwargs, feats)
+
+            def pseudo_label_loss(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+                scores = forward_scores(name, model, feats[idx])["scores"].clamp(1e-6, 1 - 1e-6)
+                bce = F.binary_cross_entropy(scores, target[idx], reduction="none")
+                return (bce * mask[idx]).sum() / mask[idx].sum().clamp_min(1.0)
+
+            _fit(model, pseudo_label_loss, sample, config, bar, f"self-train {name}", rows,
+                 step_times, t0, first_step=config.steps + 1)
     wall = time.perf_counter() - t0
     model.eval()
 
@@ -152,6 +153,62 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
     save_checkpoint(out, model, meta)
     log.info("trained %s for %d steps in %.1fs -> %s", name, config.steps, wall, out)
     return out
+
+
+def _new_head(name: str, config: TrainConfig, builder_kwargs: dict, feats: torch.Tensor):
+    """A freshly initialised head in train mode, its feature standardiser (if any) fitted."""
+    model = build_head(name, backbone=config.backbone, builder_kwargs=builder_kwargs)
+    standardizer = getattr(model, "standardizer", None)
+    if standardizer is not None:
+        standardizer.fit(feats)
+    return model.train()
+
+
+def _fit(model: torch.nn.Module, loss_of: Callable, sample: Callable, config: TrainConfig, bar,
+         title: str, rows: list[dict], step_times: list[float], t0: float,
+         first_step: int = 1) -> None:
+    """``config.steps`` optimiser steps of ``loss_of(model, batch_indices)``, logged to ``rows``."""
+    opt = _optimizer(config, model)
+    task = bar.add_task(title, total=config.steps, loss=float("nan"))
+    for i in range(1, config.steps + 1):
+        step = first_step + i - 1
+        ts = time.perf_counter()
+        loss = loss_of(model, sample())
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {step}; lower the learning "
+                                f"rate (lr = {config.lr})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step_times.append(time.perf_counter() - ts)
+        if i % config.log_every == 0 or i == config.steps:
+            rows.append({"step": step, "loss": float(loss.item()),
+                         "elapsed_s": round(time.perf_counter() - t0, 3)})
+            bar.update(task, completed=i, loss=float(loss.item()))
+    model.eval()
+
+
+@torch.no_grad()
+def pseudo_labels(model: torch.nn.Module, name: str, feats: torch.Tensor, labels: np.ndarray,
+                  positive_share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment targets and loss mask from a ranking-trained head (self-training's first stage).
+
+    Anomalous videos: their top ``positive_share`` segments by score are anomalous, the rest is
+    masked out (weak labels do not say which part of the video is normal). Normal videos: every
+    segment is normal.
+    """
+    model.eval()
+    scores = forward_scores(name, model, feats)["scores"]
+    target = torch.zeros_like(scores)
+    mask = torch.ones_like(scores)
+    k = max(1, int(round(scores.shape[1] * positive_share)))
+    anomalous = torch.from_numpy(np.flatnonzero(labels))
+    top = scores[anomalous].topk(k, dim=1).indices
+    mask[anomalous] = 0.0
+    rows = anomalous[:, None].expand_as(top)
+    target[rows, top] = 1.0
+    mask[rows, top] = 1.0
+    return target, mask
 
 
 # --- objectives ------------------------------------------------------------------------------------
@@ -186,7 +243,7 @@ def _loss(name: str, cfg: TrainConfig, model: torch.nn.Module, x: torch.Tensor,
     out = forward_scores(name, model, x, motion)
     sa, sn = out["scores"][:na], out["scores"][na:]
     common = {"margin": cfg.margin, "pairing": cfg.pairing}
-    if name == "mil":
+    if name == "mil" and cfg.topk == 1:
         return losses.mil_ranking_loss(sa, sn, cfg.smooth, cfg.sparsity, **common)
     if name in ("mrm", "dmrm"):
         return losses.multiple_ranking_loss(sa, sn, cfg.smooth, cfg.sparsity, **common)
@@ -200,7 +257,7 @@ def _loss(name: str, cfg: TrainConfig, model: torch.nn.Module, x: torch.Tensor,
                                  detection_weight=cfg.detection_weight,
                                  classification_weight=cfg.classification_weight,
                                  smooth=cfg.smooth, sparsity=cfg.sparsity, **common)
-    if name == "mil-ctx":
+    if name in ("mil", "mil-ctx"):
         from edgevad_export.models.heads.context import topk_ranking_loss
 
         return topk_ranking_loss(sa, sn, cfg.topk, cfg.smooth, cfg.sparsity, **common)

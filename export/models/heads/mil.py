@@ -12,23 +12,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mlp import SegmentMLP, check_features
+from .mlp import FeatureStandardizer, SegmentMLP, check_features
 
 
 class MILHead(nn.Module):
     """``features [B, S, D] -> scores [B, S]`` in [0, 1], one independent score per segment."""
 
     def __init__(self, feature_dim: int = 1024, hidden: int = 512, bottleneck: int = 32,
-                 dropout: float = 0.6) -> None:
+                 dropout: float = 0.6, standardize: bool = False) -> None:
         super().__init__()
         self.feature_dim = feature_dim
+        self.standardizer = FeatureStandardizer(feature_dim) if standardize else None
         self.mlp = SegmentMLP(feature_dim, hidden=hidden, bottleneck=bottleneck, dropout=dropout)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         check_features(features, self.feature_dim)
+        if self.standardizer is not None:
+            features = self.standardizer(features)
         return self.mlp(features)
 
 
 def build_mil(feature_dim: int = 1024, **kwargs) -> MILHead:
-    """The zoo's ``mil`` head; kwargs: ``hidden=512, bottleneck=32, dropout=0.6`` (the paper's)."""
+    """The zoo's ``mil`` head; kwargs: ``hidden=512, bottleneck=32, dropout=0.6`` (the paper's),
+    ``standardize=False`` (per-dimension feature standardisation fitted by the trainer)."""
     return MILHead(feature_dim=feature_dim, **kwargs)

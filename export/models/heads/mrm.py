@@ -19,9 +19,9 @@ class MRMHead(MILHead):
     """``features [B, S, 512] -> scores [B, S]`` in [0, 1]; the MIL MLP trained with MRM."""
 
     def __init__(self, feature_dim: int = 512, hidden: int = 512, bottleneck: int = 32,
-                 dropout: float = 0.6) -> None:
+                 dropout: float = 0.6, standardize: bool = False) -> None:
         super().__init__(feature_dim=feature_dim, hidden=hidden, bottleneck=bottleneck,
-                         dropout=dropout)
+                         dropout=dropout, standardize=standardize)
 
 
 def build_mrm(feature_dim: int = 512, **kwargs) -> MRMHead:
