@@ -14,7 +14,6 @@ The report is ``parity.json`` in the artifact; a failure is a :class:`ParityErro
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from torch import nn
 from edgevad import zoo
 from edgevad.compare import ComparisonResult, Tolerance, compare_outputs, tolerance_for
 from edgevad.errors import EdgevadError
+from edgevad.hashing import sha256_file
 from edgevad.segments import resample_segments
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,7 @@ def read_frames(path: str | Path, n: int) -> tuple[list[np.ndarray], dict]:
         raise ParityError(f"sample video {path} decoded no frames")
     decoded = len(frames)
     frames += [frames[-1]] * (n - decoded)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return frames, {"source": "video", "video": path.name, "video_sha256": digest.hexdigest(),
+    return frames, {"source": "video", "video": path.name, "video_sha256": sha256_file(path),
                     "frames": n, "frames_decoded": decoded, "padded": n - decoded}
 
 

@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 from edgevad_export.data.bags import FeatureBags, frame_labels, load_bags
-from edgevad_export.evaluation.metrics import VideoScores, frame_report, frame_roc
+from edgevad_export.evaluation.metrics import (
+    VideoScores,
+    false_alarm_rate,
+    frame_report,
+    frame_roc,
+)
 from torch import nn
 
 from edgevad import zoo
@@ -136,9 +141,9 @@ def evaluate(checkpoint: str | Path | nn.Module, bags: FeatureBags | str | Path,
     if bags.n_frames is None or bags.anomaly_intervals is None:
         raise EvaluationError(f"{bags.source or 'the bags'} lack n_frames/anomaly_intervals: frame-level "
                               "evaluation needs the temporal annotations (a test split)")
-    spec_threshold = zoo.get_head(name).default_threshold if name in zoo.list_heads() else 0.5
-    score_range = tuple(zoo.get_head(name).score_range) if name in zoo.list_heads() else (0.0, 1.0)
-    thr = float(spec_threshold if threshold is None else threshold)
+    spec = zoo.get_head(name)
+    score_range = tuple(spec.score_range)
+    thr = float(spec.default_threshold if threshold is None else threshold)
 
     seg_scores, logits = score_bags(model, name, bags, segments=segments, motion_bags=motion_bags)
     videos = [VideoScores(str(n), s, frame_labels(int(f), iv), str(c))
@@ -150,7 +155,7 @@ def evaluate(checkpoint: str | Path | nn.Module, bags: FeatureBags | str | Path,
         "feature_file": bags.source or None,
         "checkpoint": None if isinstance(checkpoint, nn.Module) else str(checkpoint),
         **{k: _clean(v) for k, v in rep.to_dict().items()},
-        "far_at_0.5": _clean(rep.far if thr == 0.5 else _far(videos, 0.5)),
+        "far_at_0.5": _clean(rep.far if thr == 0.5 else false_alarm_rate(videos, 0.5)),
         "score_range": list(score_range),
         "not_scored": {
             "count": len(bags.skipped_empty) + len(bags.refused),
@@ -232,12 +237,6 @@ def classification_report(logits: np.ndarray, categories: np.ndarray) -> dict[st
         "confusion": conf.tolist(),
         "left_out": int(len(categories) - len(known)),
     }
-
-
-def _far(videos: list[VideoScores], threshold: float) -> float:
-    from edgevad_export.evaluation.metrics import false_alarm_rate
-
-    return false_alarm_rate(videos, threshold)
 
 
 def _clean(value: Any) -> Any:

@@ -147,8 +147,8 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
         "data": _data_summary(bags, feats),
         "loss_summary": _loss_summary(rows, step_times, wall),
         "class_names": list(zoo.UCF_CRIME_CLASSES) if name == "joint" else [],
-        "score_range": list(_score_range(name)),
-        "default_threshold": _default_threshold(name),
+        "score_range": list(zoo.get_head(name).score_range),
+        "default_threshold": zoo.get_head(name).default_threshold,
     }
     save_checkpoint(out, model, meta)
     log.info("trained %s for %d steps in %.1fs -> %s", name, config.steps, wall, out)
@@ -370,11 +370,3 @@ def _loss_summary(rows: list[dict], step_times: list[float], wall: float) -> dic
         "steps_per_s_last_tenth": round(1.0 / last, 2) if last and last > 0 else None,
         "log_file": LOSS_LOG_FILE,
     }
-
-
-def _score_range(name: str) -> tuple[float, float]:
-    return zoo.get_head(name).score_range if name in zoo.list_heads() else (0.0, 1.0)
-
-
-def _default_threshold(name: str) -> float:
-    return zoo.get_head(name).default_threshold if name in zoo.list_heads() else 0.5
