@@ -226,6 +226,9 @@ class Protocol:
     segments_fixed: bool = False
     segment_scheme: str | None = None
     state: dict | None = None
+    window: int | None = None
+    """Segment heads run live over a sliding window of this many clip features and the newest
+    clip's score is the stream's (None: ``segments`` when ``segments_fixed``, else 1)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
