@@ -15,4 +15,13 @@ except PackageNotFoundError:  # a bare checkout that was never installed
 
 from edgevad.errors import EdgevadError  # noqa: E402
 
-__all__ = ["EdgevadError", "__version__"]
+__all__ = ["Detector", "EdgevadError", "EventConfig", "__version__"]
+
+
+def __getattr__(name: str):
+    """``edgevad.Detector`` without paying for OpenCV and ONNX Runtime at ``import edgevad``."""
+    if name in ("Detector", "EventConfig"):
+        from edgevad.runtime import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module 'edgevad' has no attribute {name!r}")

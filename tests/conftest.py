@@ -51,3 +51,27 @@ def _synthetic_bags(n: int = 16, dim: int = 8, segments: int = 32, seed: int = 0
         extra["anomaly_intervals"] = iv
     return FeatureBags(features=feats, names=np.array([f"v{i:03d}" for i in range(n)]),
                        labels=np.array(labels), categories=np.array(cats), **extra)
+
+
+# --- Tiny hand-built artifacts for runtime tests (onnx + numpy, no torch) --------------------------
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory):
+    """A builder of small, exactly computable artifacts: ``tiny_artifact(kind, clip_len=4,
+    stride=4, ...)`` -> folder. Kinds: ``mil`` (per-segment sigmoid of a linear map of the
+    clip's mean colour), ``ctx`` (adds the window mean: needs ``window``), ``joint`` (fixed
+    segments + 14 class logits), ``dam`` (score from |clip_map - prev_map|), ``dmrm`` (appearance
+    + a motion stage on flow). Built once per distinct argument set."""
+    pytest.importorskip("onnx")
+    from tiny_artifacts import build_tiny_artifact
+
+    made: dict = {}
+
+    def make(kind: str = "mil", **kw):
+        key = (kind, tuple(sorted(kw.items())))
+        if key not in made:
+            folder = tmp_path_factory.mktemp(f"tiny-{kind}") / "artifact"
+            made[key] = build_tiny_artifact(folder, kind, **kw)
+        return made[key]
+
+    return make

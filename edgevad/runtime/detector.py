@@ -1,0 +1,307 @@
+"""``edgevad.Detector``: frames in, per-frame anomaly scores and events out, for many cameras.
+
+    det = edgevad.Detector.load("artifacts/mil-i3d")
+    for frame in camera:                      # H x W x 3 uint8 BGR, as OpenCV gives them
+        for r in det.push(frame, stream="gate", timestamp=t):
+            print(r.index, r.score, r.label)  # as soon as the frame's clip has run
+    det.flush("gate")                         # the frames still in the buffer at the end
+
+**Latency.** A clip of ``clip_len`` frames starts every ``stride`` frames; clip ``k`` scores
+frames ``[k * stride, (k + 1) * stride)`` and runs when its last frame arrives, so a frame's
+score comes ``clip_len - stride`` to ``clip_len - 1`` frames after it (:attr:`latency_frames`;
+I3D at 16/16: 0-15 frames, about 0.5 s at 30 fps). Frames after the last full clip are scored
+by :meth:`flush` with one more clip padded by repeating the last frame (as ``edgevad extract``
+does), so streaming a video and :meth:`score_video` agree exactly.
+
+**Many streams.** Each stream id has its own :class:`~edgevad.runtime.stream.StreamSession`
+(clip buffer, flow, DAM state, pending frames, events); the engines are shared. :meth:`process`
+takes one frame per stream and runs every clip completed in that call in one engine batch.
+Streams idle for ``idle_timeout_s`` are evicted (flushed, results returned) by
+:meth:`evict_idle`, which :meth:`process` also calls.
+
+**Bad input** is a :class:`~edgevad.runtime.stream.FrameError` raised before any state changes:
+the stream and all others continue as if the call had not happened. A resolution change needs
+``flush(s)`` + ``reset(s)`` (or a new stream id); timestamps must not go backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgevad.errors import EdgevadError
+from edgevad.manifest import Manifest, ManifestError, load_manifest
+from edgevad.runtime.engines import Engine, EngineError, open_engine, resolve_backend
+from edgevad.runtime.events import EventConfig, EventTracker
+from edgevad.runtime.pipeline import Pipeline
+from edgevad.runtime.results import AnomalyEvent, FrameResult
+from edgevad.runtime.stream import FrameError, StreamSession
+from edgevad.video import VideoReader
+
+__all__ = ["Detector", "VideoScores"]
+
+DEFAULT_STREAM = "0"
+
+
+@dataclass
+class VideoScores:
+    """:meth:`Detector.score_video`'s result: one entry per decoded frame."""
+
+    path: str
+    fps: float
+    scores: np.ndarray
+    results: list[FrameResult]
+    events: list[AnomalyEvent] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str | None]:
+        return [r.label for r in self.results]
+
+
+class Detector:
+    """Runs an exported artifact on live frames (module doc). Build it with :meth:`load`."""
+
+    def __init__(self, manifest: Manifest, engines: dict[str, Engine], *, artifact_dir: Path,
+                 events: EventConfig | None = None,
+                 on_event: Callable[[AnomalyEvent], object] | None = None,
+                 fps: float | None = None, max_batch: int = 16,
+                 idle_timeout_s: float | None = None):
+        self.manifest = manifest
+        self.artifact_dir = artifact_dir
+        self.engines = engines
+        self.pipeline = Pipeline(manifest, engines)
+        self.geometry = manifest.geometry("backbone")
+        self.flow_geometry = manifest.geometry("motion") if manifest.has_stage("motion") else None
+        if self.pipeline.online or manifest.protocol.clip_len == self.geometry.clip_len:
+            pass
+        else:
+            raise ManifestError(f"protocol clip_len {manifest.protocol.clip_len} differs from the "
+                                f"backbone geometry's {self.geometry.clip_len}")
+        self.event_config = events or EventConfig()
+        self.threshold, self.release = self.event_config.resolve(
+            manifest.default_threshold, manifest.score_range)
+        self.on_event = on_event
+        self.fps = fps
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.max_batch = int(max_batch)
+        self.idle_timeout_s = idle_timeout_s
+        self._streams: dict[str, StreamSession] = {}
+        self._events: deque[AnomalyEvent] = deque()
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, artifact_dir: str | Path, backend: str = "auto",
+             providers: Sequence | None = None, threads: int | None = None, **options
+             ) -> Detector:
+        """Read and verify ``artifact_dir``'s manifest (hashes, versions, graph signatures) and
+        open one engine per stage. ``backend``: ``"auto"`` (TensorRT engines when TensorRT and
+        engines for this GPU are there, else ONNX Runtime), ``"onnxruntime"`` or
+        ``"tensorrt"``. ``providers``: ONNX Runtime execution providers (default CPU).
+        ``options``: ``events`` (:class:`EventConfig`), ``on_event``, ``fps``, ``max_batch``,
+        ``idle_timeout_s``."""
+        folder = Path(artifact_dir)
+        manifest = load_manifest(folder, verify=True)
+        chosen = resolve_backend(backend)
+        if chosen == "auto":
+            chosen = _auto_backend(manifest)
+        engines = {s.name: open_engine(folder, manifest, s, chosen, providers, threads)
+                   for s in manifest.stages}
+        return cls(manifest, engines, artifact_dir=folder, **options)
+
+    # -- facts -------------------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return next(iter(self.engines.values())).backend
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.manifest.class_names)
+
+    @property
+    def latency_frames(self) -> tuple[int, int]:
+        """Fewest and most frames between a frame's arrival and its score (before flush)."""
+        g = self.geometry
+        return max(0, g.clip_len - g.stride), g.clip_len - 1
+
+    @property
+    def streams(self) -> list[str]:
+        return list(self._streams)
+
+    def frames_seen(self, stream: str = DEFAULT_STREAM) -> int:
+        s = self._streams.get(str(stream))
+        return 0 if s is None else s.buffer.frames
+
+    # -- frames in ---------------------------------------------------------------------------------
+    def push(self, frame: np.ndarray, stream: str = DEFAULT_STREAM,
+             timestamp: float | None = None) -> list[FrameResult]:
+        """Add one frame of ``stream``; returns the frame results that became known."""
+        stream = str(stream)
+        ts = None if timestamp is None else {stream: timestamp}
+        return self.process({stream: frame}, ts).get(stream, [])
+
+    def process(self, frames: Mapping[str, np.ndarray],
+                timestamps: Mapping[str, float] | None = None) -> dict[str, list[FrameResult]]:
+        """One frame for each of several streams; clips completed in this call run in one
+        batch. Every frame is checked first: one bad frame raises :class:`FrameError` (naming
+        its stream) and no stream changes."""
+        timestamps = timestamps or {}
+        checked = []
+        for key, frame in frames.items():
+            sid = str(key)
+            session = self._streams.get(sid) or self._new_session(sid)
+            checked.append((sid, session, session.check(frame, timestamps.get(key))))
+        jobs = []
+        for sid, session, frame in checked:
+            self._streams.setdefault(sid, session)
+            done = session.add(frame, timestamps.get(sid))
+            if done is not None:
+                jobs.append((session, session.buffer.clips - 1, *done,
+                             (session.buffer.clips) * session.buffer.stride))
+        results = {sid: [] for sid, _, _ in checked}
+        for sid, lst in self._run(jobs).items():
+            results[sid].extend(lst)
+        for sid, session, _ in checked:  # frames an earlier clip already covers (stride > len)
+            results[sid].extend(self._track(session, session.emit()))
+        if self.idle_timeout_s is not None:
+            for sid, lst in self.evict_idle(self.idle_timeout_s).items():
+                results.setdefault(sid, []).extend(lst)
+        return results
+
+    def flush(self, stream: str | None = None) -> list[FrameResult]:
+        """Score every frame still waiting in ``stream`` (all streams when None), closing open
+        events; the stream then needs :meth:`reset` before new frames."""
+        sessions = list(self._streams.values()) if stream is None else [self._session(stream)]
+        jobs = []
+        for s in sessions:
+            if s.finished:
+                continue
+            tail = s.buffer.tail()
+            if tail is not None:
+                clip, start, _ = tail
+                flow = None
+                if s.flow_buffer is not None:
+                    ftail = s.flow_buffer.tail()
+                    flow = None if ftail is None else ftail[0]
+                jobs.append((s, s.buffer.clips, clip, flow, None))
+        out = self._run(jobs)
+        results = []
+        for s in sessions:
+            if s.finished:
+                continue
+            results.extend(out.get(s.stream, []))
+            results.extend(self._track(s, s.emit(everything=True)))
+            event = s.events.finish()
+            if event is not None:
+                self._deliver(event)
+            s.finished = True
+        return results
+
+    def reset(self, stream: str = DEFAULT_STREAM) -> None:
+        """Forget a stream's frames and state (a camera restarted, a cut, a new resolution)."""
+        self._session(stream).reset()
+
+    def remove(self, stream: str) -> None:
+        """Drop a stream without scoring its pending frames."""
+        self._streams.pop(str(stream), None)
+
+    def evict_idle(self, max_idle_s: float) -> dict[str, list[FrameResult]]:
+        """Flush and drop streams without a frame for ``max_idle_s`` seconds."""
+        now = time.monotonic()
+        out = {}
+        for sid in [sid for sid, s in self._streams.items() if now - s.last_seen > max_idle_s]:
+            out[sid] = self.flush(sid)
+            del self._streams[sid]
+        return out
+
+    # -- events ------------------------------------------------------------------------------------
+    def events(self) -> Iterator[AnomalyEvent]:
+        """Drain the events closed so far (all streams, in the order they closed)."""
+        while self._events:
+            yield self._events.popleft()
+
+    # -- offline -----------------------------------------------------------------------------------
+    def score_video(self, path: str | Path, *, strict: bool = True,
+                    progress: Callable[[int], object] | None = None) -> VideoScores:
+        """Score every frame of a video file: exactly what streaming its frames gives.
+
+        Runs on a private stream id, so live streams are untouched; timestamps are frame / fps.
+        """
+        reader = VideoReader(path, strict=strict)
+        fps = reader.info.fps or (self.fps or 0.0)
+        sid, n = str(path), 1
+        while sid in self._streams:
+            sid, n = f"{path}#{n}", n + 1
+        results: list[FrameResult] = []
+        n_events = len(self._events)
+        try:
+            for i, frame in enumerate(reader):
+                results.extend(self.push(frame, sid, i / fps if fps else None))
+                if progress is not None:
+                    progress(i + 1)
+            results.extend(self.flush(sid))
+        finally:
+            self._streams.pop(sid, None)
+        events = [e for e in list(self._events)[n_events:] if e.stream == sid]
+        self._events = deque(e for e in self._events if e.stream != sid)
+        return VideoScores(str(path), fps, np.array([r.score for r in results]), results, events)
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _new_session(self, sid: str) -> StreamSession:
+        tracker = EventTracker(sid, self.threshold, self.release, self.event_config.min_frames,
+                               self.event_config.max_gap)
+        return StreamSession(sid, self.geometry, flow=self.manifest.flow,
+                             flow_geometry=self.flow_geometry, events=tracker,
+                             class_names=self.class_names, fps=self.fps)
+
+    def _session(self, stream: str) -> StreamSession:
+        try:
+            return self._streams[str(stream)]
+        except KeyError:
+            raise EdgevadError(f"unknown stream {stream!r}; streams: {self.streams}") from None
+
+    def _run(self, jobs: list) -> dict[str, list[FrameResult]]:
+        """Run (session, clip index, clip, flow, covers_until) jobs in batches of max_batch."""
+        results: dict[str, list[FrameResult]] = {}
+        for b in range(0, len(jobs), self.max_batch):
+            batch = jobs[b:b + self.max_batch]
+            flows = [j[3] for j in batch] if self.pipeline.has_motion else None
+            outputs = self.pipeline.run([j[2] for j in batch], flows,
+                                        [j[0].clip_state for j in batch])
+            for (session, k, _, _, covers), output in zip(batch, outputs):
+                emitted = session.scored(k, output, covers)
+                results.setdefault(session.stream, []).extend(self._track(session, emitted))
+        return results
+
+    def _track(self, session: StreamSession, results: list[FrameResult]) -> list[FrameResult]:
+        for r in results:
+            event = session.events.update(r)
+            if event is not None:
+                self._deliver(event)
+        return results
+
+    def _deliver(self, event: AnomalyEvent) -> None:
+        self._events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+def _auto_backend(manifest: Manifest) -> str:
+    """TensorRT when it imports and the artifact carries engines for it, else ONNX Runtime."""
+    has_engines = any(getattr(s, "engines", None) for s in manifest.stages)
+    if not has_engines:
+        return "onnxruntime"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "onnxruntime"
+    return "tensorrt"
+
+
+__all__ += ["EngineError", "EventConfig", "FrameError"]

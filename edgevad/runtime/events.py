@@ -1,0 +1,94 @@
+"""Per-frame scores -> anomaly events, by thresholding with hysteresis and a minimum duration.
+
+An event opens at the first frame whose score reaches ``threshold`` and stays open while scores
+stay at or above ``release`` (lower, so a score hovering at the threshold does not flicker into
+many events). Brief dips shorter than ``max_gap`` frames below ``release`` do not close it. When
+it closes, it is reported only if it lasted at least ``min_frames`` frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgevad.runtime.results import AnomalyEvent, FrameResult
+
+__all__ = ["EventConfig", "EventTracker"]
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    """``threshold`` None: the model's default (from the manifest). ``release`` None:
+    ``threshold - hysteresis * (score range)``. ``min_frames``: shortest reported event."""
+
+    threshold: float | None = None
+    release: float | None = None
+    hysteresis: float = 0.1
+    min_frames: int = 8
+    max_gap: int = 0
+
+    def resolve(self, default_threshold: float, score_range: tuple[float, float]
+                ) -> tuple[float, float]:
+        """(threshold, release) for a model; raises ``ValueError`` when inconsistent."""
+        on = float(default_threshold if self.threshold is None else self.threshold)
+        span = float(score_range[1]) - float(score_range[0])
+        off = float(on - self.hysteresis * span) if self.release is None else float(self.release)
+        if off > on:
+            raise ValueError(f"event release threshold {off} is above the threshold {on}")
+        if self.min_frames < 1 or self.max_gap < 0:
+            raise ValueError(f"min_frames must be >= 1 and max_gap >= 0, got {self.min_frames}, "
+                             f"{self.max_gap}")
+        return on, off
+
+
+class EventTracker:
+    """One stream's event state; feed it every frame result in order."""
+
+    def __init__(self, stream: str, threshold: float, release: float, min_frames: int = 8,
+                 max_gap: int = 0):
+        self.stream = stream
+        self.threshold, self.release = float(threshold), float(release)
+        self.min_frames, self.max_gap = int(min_frames), int(max_gap)
+        self._open: list[FrameResult] | None = None
+        self._below = 0  # consecutive frames below release inside an open event
+
+    @property
+    def active(self) -> bool:
+        return self._open is not None
+
+    def update(self, result: FrameResult) -> AnomalyEvent | None:
+        """Feed one frame; returns an event when this frame closes one that qualifies."""
+        if self._open is None:
+            if result.score >= self.threshold:
+                self._open, self._below = [result], 0
+            return None
+        if result.score >= self.release:
+            self._open.append(result)
+            self._below = 0
+            return None
+        self._below += 1
+        if self._below <= self.max_gap:
+            self._open.append(result)
+            return None
+        return self._close("score")
+
+    def finish(self) -> AnomalyEvent | None:
+        """End of stream: close an open event (``closed_by="flush"``)."""
+        return self._close("flush") if self._open is not None else None
+
+    def reset(self) -> None:
+        self._open, self._below = None, 0
+
+    def _close(self, why: str) -> AnomalyEvent | None:
+        frames = self._open or []
+        if self._below:  # trailing dips are not part of the event
+            frames = frames[:len(frames) - min(self._below, self.max_gap)] if self.max_gap else frames
+        self._open, self._below = None, 0
+        if len(frames) < self.min_frames:
+            return None
+        peak = max(frames, key=lambda r: r.score)
+        return AnomalyEvent(
+            stream=self.stream, start=frames[0].index, end=frames[-1].index,
+            peak_score=peak.score, peak_frame=peak.index,
+            start_time=frames[0].timestamp, end_time=frames[-1].timestamp, label=peak.label,
+            mean_score=float(sum(r.score for r in frames) / len(frames)), closed_by=why,
+        )
