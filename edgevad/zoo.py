@@ -226,6 +226,13 @@ C3D_GEOMETRY = InputGeometry(
 )
 """C3D Sports-1M: resize to 128x171, centre crop 112, mean of the Sports-1M training frames."""
 
+UCF_CRIME_R3D34_GEOMETRY = InputGeometry(
+    clip_len=16, stride=16, size=(112, 112), resize=None, crop="none", color="rgb",
+    scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+)
+"""The UCF-Crime R3D-34 features' upstream recipe (``edgevad.ucf_crime``): the whole frame resized
+to 112x112, RGB 0-255, no mean subtraction; the clip's reshape quirk is in the backbone graph."""
+
 FLOW_GEOMETRY = InputGeometry(
     clip_len=16, stride=16, size=(112, 112), resize=None, crop="none", color="gray",
     scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), channels=2, flow_bound=5.0,
@@ -263,6 +270,17 @@ register_backbone(BackboneSpec(
     weights=("r3d34-kinetics",),
     description="3D ResNet-34, Hara et al. layout (type-A shortcuts); the UCF-Crime features' backbone",
     paper="Hara et al., CVPR 2018",
+))
+register_backbone(BackboneSpec(
+    name="r3d34-ucf-crime",
+    builder="edgevad_export.models.ucf_crime:build_r3d34_ucf_crime",
+    feature_dim=512,
+    geometry=UCF_CRIME_R3D34_GEOMETRY,
+    weights=("r3d34-kinetics-ucf-crime",),
+    description="3D ResNet-34 fed as the UCF-Crime R3D-34 features were made (protocol "
+                "ucf-crime-r3d34: no crop, no mean, the clip reshape quirk); runs heads trained "
+                "on ../shared/data/ucf_crime_r3d34",
+    paper="Hara et al., CVPR 2018; features as published with the UCF-Crime R3D-34 release",
 ))
 register_backbone(BackboneSpec(
     name="c3d",
@@ -388,6 +406,14 @@ register_weights(WeightsSpec(
     converter="edgevad_export.weights.hara:load_hara_checkpoint",
     instructions="Download resnet-18-kinetics.pth from Hara et al.'s 3D-ResNets-PyTorch release "
                  "and pass it with --weights PATH.",
+))
+register_weights(WeightsSpec(
+    name="r3d34-kinetics-ucf-crime",
+    backbone="r3d34-ucf-crime",
+    source="file",
+    converter="edgevad_export.weights.hara:load_hara_checkpoint",
+    instructions="The same resnet-34-kinetics.pth as r3d34-kinetics (Hara et al.'s "
+                 "3D-ResNets-PyTorch release); pass it with --weights PATH.",
 ))
 register_weights(WeightsSpec(
     name="c3d-sports1m",
