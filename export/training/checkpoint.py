@@ -5,7 +5,8 @@ A checkpoint is a FOLDER::
     head.pt           the head's state dict (torch, loadable with weights_only=True)
     checkpoint.json   everything needed to rebuild and trust it: the full TrainConfig, the head
                       name, its builder and builder kwargs, the feature protocol (backbone,
-                      feature_dim, segments, the training feature file and its SHA-256), the
+                      feature_dim, segments, the training feature file and its SHA-256, and
+                      under ``extraction`` the file's own extraction record), the
                       data summary, the edgevad version and the loss-log summary
     loss_log.csv      step, loss (and its parts) during training
 
@@ -59,6 +60,12 @@ def save_checkpoint(out_dir: str | Path, model: nn.Module, meta: dict[str, Any])
     for key in ("head", "builder_kwargs", "protocol"):
         if key not in meta:
             raise ValueError(f"checkpoint meta lacks {key!r}")
+    if "extraction" not in meta["protocol"]:  # the feature file's own record travels along
+        from edgevad.protocols import extraction_record
+
+        record = extraction_record(meta["protocol"].get("feature_file"))
+        if record:
+            meta = {**meta, "protocol": {**meta["protocol"], "extraction": record}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
