@@ -124,6 +124,17 @@ class StageSpec:
     exporter: str = "dynamo"
     export_note: str | None = None
     opset: int | None = None
+    variants: dict[str, str] = field(default_factory=dict)
+    """Other graphs of this stage, by purpose: ``"fp32"`` (the reference graph when ``file`` is
+    quantized), ``"fp16"`` (fp16 weights, float32 inputs/outputs), ``"int8_qdq"`` (symmetric int8
+    Q/DQ graph for TensorRT's explicit quantization). File names in the artifact (hashed in
+    ``files``)."""
+    engines: tuple[dict, ...] = ()
+    """TensorRT engines of this stage: ``{"file", "metadata", "precision"}`` each; the metadata
+    JSON beside an engine says which TensorRT and GPU built it."""
+    quantization: dict | None = None
+    """How ``file`` was quantized (converter, method, activation/weight types, excluded nodes,
+    measured choice for heads); None for an unquantized graph."""
 
     def input(self, name: str) -> TensorSpec:
         return _by_name(self.inputs, name, f"stage {self.name!r} input")
@@ -160,7 +171,24 @@ class StageSpec:
         }
         if self.export_note:
             d["export_note"] = self.export_note
+        if self.variants:
+            d["variants"] = dict(self.variants)
+        if self.engines:
+            d["engines"] = [dict(e) for e in self.engines]
+        if self.quantization is not None:
+            d["quantization"] = self.quantization
         return d
+
+    def engine(self, precision: str | None = None) -> dict | None:
+        """The engine record for ``precision`` (default: the stage's precision, else the first
+        listed), or None when the stage has no engine."""
+        if not self.engines:
+            return None
+        want = precision or self.precision
+        for e in self.engines:
+            if e.get("precision") == want:
+                return e
+        return None if precision else self.engines[0]
 
     @classmethod
     def from_dict(cls, d: dict) -> StageSpec:
@@ -177,7 +205,16 @@ class StageSpec:
             precision=str(d.get("precision", "fp32")), model=str(d.get("model", "")),
             geometry=d.get("geometry"), exporter=str(d.get("exporter", "dynamo")),
             export_note=d.get("export_note"), opset=d.get("opset"),
+            variants={str(k): str(v) for k, v in (d.get("variants") or {}).items()},
+            engines=tuple(_engine_record(e, where) for e in d.get("engines") or ()),
+            quantization=d.get("quantization"),
         )
+
+
+def _engine_record(e: Any, where: str) -> dict:
+    if not isinstance(e, dict) or "file" not in e or "precision" not in e:
+        raise ManifestError(f"{where}: an engine record needs 'file' and 'precision', got {e!r}")
+    return dict(e)
 
 
 def _by_name(items: Iterable, name: str, what: str):
@@ -412,6 +449,11 @@ class Manifest:
         for s in self.stages:
             if s.file not in self.files:
                 raise ManifestError(f"stage {s.name!r} file {s.file} is not listed in 'files'")
+            extra = list(s.variants.values()) + [f for e in s.engines
+                                                 for f in (e["file"], e.get("metadata")) if f]
+            for f in extra:
+                if f not in self.files:
+                    raise ManifestError(f"stage {s.name!r} lists {f}, which is not in 'files'")
         for link in self.links:
             for end, kind in ((link.source, "output"), (link.target, "input")):
                 stage, _, tensor = end.partition("/")
