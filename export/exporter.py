@@ -42,7 +42,7 @@ from edgevad_export.onnx_export import (
 from edgevad_export.parity import ParityError, StageRun, failure_message, run_parity
 from torch import nn
 
-from edgevad import __version__, zoo
+from edgevad import __version__, protocols, zoo
 from edgevad.compare import tolerance_for
 from edgevad.errors import EdgevadError
 from edgevad.manifest import (
@@ -303,7 +303,8 @@ def export_model(
         if motion_spec is not None:
             motion_model, weights["motion"] = _backbone(motion_spec.name, motion_weights,
                                                         "motion" in random)
-        geometry = _geometry(spec, bb_spec)
+        geometry = protocols.export_geometry(meta, spec, bb_spec.name, _geometry(spec, bb_spec),
+                                             bb_record)  # refuses a head of another protocol
         manifest = _export_stages(
             tmp, spec=spec, bb_spec=bb_spec, motion_spec=motion_spec, head=head,
             backbone=backbone_model, motion=motion_model, geometry=geometry, weights=weights,
@@ -316,6 +317,7 @@ def export_model(
                                                                     else set()))),
             "seconds": round(time.perf_counter() - t_start, 2),
         })
+        manifest = protocols.stamp_manifest(manifest, meta)  # the head's training protocol
         manifest.save(tmp)
         load_manifest(tmp, verify=True)  # what the runtime will do; catches our own mistakes
         _move_into_place(tmp, out)
