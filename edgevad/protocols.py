@@ -128,7 +128,7 @@ def check_compatible(head: FeatureProtocol, other: FeatureProtocol, *, head_what
     if diffs:
         raise ProtocolMismatchError(
             f"Feature protocol mismatch: {head_what} was trained on features made differently "
-            f"from {other_what} ({head_what} vs {other_what}): " + "; ".join(diffs) + "."
+            f"from {other_what} (the head's value first): " + "; ".join(diffs) + "."
             + (f" {hint}" if hint else "")
         )
 

@@ -34,13 +34,13 @@ from edgevad_export.evaluation.metrics import (
 )
 from torch import nn
 
-from edgevad import zoo
+from edgevad import protocols, zoo
 from edgevad.errors import EdgevadError
 from edgevad.segments import resample_segments
 
 
-class ProtocolError(EdgevadError):
-    """A head and a feature file do not share a protocol (feature size, backbone)."""
+class ProtocolError(protocols.ProtocolMismatchError):
+    """A head and a feature file do not share a protocol (feature size, backbone, geometry...)."""
 
 
 class EvaluationError(EdgevadError):
@@ -49,7 +49,10 @@ class EvaluationError(EdgevadError):
 
 def check_protocol(meta_or_model: dict | nn.Module, bags: FeatureBags, *,
                    head: str = "head") -> None:
-    """Raise ProtocolError unless the head's feature size is the bags' feature size.
+    """Raise ProtocolError unless the head's training features and the bags share a protocol:
+    with a checkpoint's meta and a bag file, every field both record
+    (:func:`edgevad.protocols.differences`: backbone, weights, clip length and stride, geometry,
+    segments); always the feature size.
 
     ``meta_or_model``: a checkpoint's meta (its ``protocol``) or a head module (its
     ``feature_dim``/``appearance_dim``).
@@ -69,6 +72,16 @@ def check_protocol(meta_or_model: dict | nn.Module, bags: FeatureBags, *,
             f"{bags.source or 'the feature bags'} hold {got}-D features. Evaluate on features from "
             "the backbone the head was trained on, or train a head on these features."
         )
+    if isinstance(meta_or_model, dict) and bags.source and Path(bags.source).is_file():
+        try:
+            protocols.check_compatible(
+                protocols.head_protocol(meta_or_model), protocols.feature_file_protocol(bags.source),
+                head_what=f"head {head!r}", other_what=str(bags.source),
+                hint="Evaluate on features extracted the way the head's training features were "
+                     "(edgevad extract with the same backbone, weights, clip length, stride and "
+                     "segments), or train a head on these features.")
+        except protocols.ProtocolMismatchError as exc:
+            raise ProtocolError(str(exc)) from None
 
 
 def score_bags(model: nn.Module, name: str, bags: FeatureBags, *, segments: int | None = None,
