@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgevad import __version__, zoo
+from edgevad import cli_bench, cli_run
 from edgevad.cli_training import register, training_side
 from edgevad.errors import EdgevadError
 
@@ -29,6 +30,8 @@ weights_app = typer.Typer(help="Pretrained backbone weights: list, fetch and ver
                           no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 register(app)
+cli_run.register(app)
+cli_bench.register(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -100,22 +103,6 @@ def weights_fetch(
     fetch = training_side("edgevad weights fetch", "edgevad_export.weights.fetch")
     path = fetch.fetch_weights(name, archive=archive, force=force)
     console.print(f"[green]ok[/green] {name} -> {path}")
-
-
-def _not_yet(command: str) -> None:
-    raise EdgevadError(f"'edgevad {command}' is not available in edgevad {__version__} yet.")
-
-
-@app.command("run")
-def run_command() -> None:
-    """Score a video, folder, camera or stream with an exported model."""
-    _not_yet("run")
-
-
-@app.command("bench")
-def bench_command() -> None:
-    """Profile an exported model: per-stage latency, throughput, memory."""
-    _not_yet("bench")
 
 
 def main() -> None:
