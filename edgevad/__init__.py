@@ -15,13 +15,16 @@ except PackageNotFoundError:  # a bare checkout that was never installed
 
 from edgevad.errors import EdgevadError  # noqa: E402
 
-__all__ = ["Detector", "EdgevadError", "EventConfig", "__version__"]
+__all__ = ["AnomalyEvent", "Detector", "EdgevadError", "EventConfig", "FrameResult",
+           "__version__"]
+_RUNTIME = {"Detector": "detector", "EventConfig": "events", "AnomalyEvent": "results",
+            "FrameResult": "results"}
 
 
 def __getattr__(name: str):
     """``edgevad.Detector`` without paying for OpenCV and ONNX Runtime at ``import edgevad``."""
-    if name in ("Detector", "EventConfig"):
-        from edgevad.runtime import detector
+    if name in _RUNTIME:
+        import importlib
 
-        return getattr(detector, name)
+        return getattr(importlib.import_module(f"edgevad.runtime.{_RUNTIME[name]}"), name)
     raise AttributeError(f"module 'edgevad' has no attribute {name!r}")
