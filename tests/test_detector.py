@@ -277,3 +277,20 @@ def test_detector_delivers_events_by_callback_and_iterator(tiny_artifact):
     events = list(det.events())
     assert len(got) == len(events) == 1 and events[0].closed_by == "flush"
     assert (events[0].start, events[0].end) == (0, 8)
+
+
+def test_a_manifest_whose_protocol_contradicts_its_geometry_is_refused(tiny_artifact, tmp_path):
+    import json
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact("mil"), art)
+    m = json.loads((art / "manifest.json").read_text())
+    m["protocol"]["stride"] = 3
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="protocol clips"):
+        Detector.load(art)
+    m["protocol"]["stride"] = 4
+    m["stages"][0]["geometry"]["color"] = "purple"
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="color"):
+        Detector.load(art)

@@ -78,11 +78,7 @@ class Detector:
         self.pipeline = Pipeline(manifest, engines)
         self.geometry = manifest.geometry("backbone")
         self.flow_geometry = manifest.geometry("motion") if manifest.has_stage("motion") else None
-        if self.pipeline.online or manifest.protocol.clip_len == self.geometry.clip_len:
-            pass
-        else:
-            raise ManifestError(f"protocol clip_len {manifest.protocol.clip_len} differs from the "
-                                f"backbone geometry's {self.geometry.clip_len}")
+        _check_geometry(manifest, self.geometry)
         self.event_config = events or EventConfig()
         self.threshold, self.release = self.event_config.resolve(
             manifest.default_threshold, manifest.score_range)
@@ -290,6 +286,25 @@ class Detector:
         self._events.append(event)
         if self.on_event is not None:
             self.on_event(event)
+
+
+def _check_geometry(manifest: Manifest, g) -> None:
+    """The manifest's pixel geometry must be usable and agree with its clip protocol."""
+    from edgevad.preprocess import frame_plan
+
+    try:
+        frame_plan(g)
+    except ValueError as exc:
+        raise ManifestError(f"backbone geometry in the manifest is unusable: {exc}") from None
+    p = manifest.protocol
+    if (p.clip_len, p.stride) != (g.clip_len, g.stride):
+        raise ManifestError(f"protocol clips ({p.clip_len} frames every {p.stride}) differ from "
+                            f"the backbone geometry's ({g.clip_len} every {g.stride})")
+    clip = manifest.stage("backbone").inputs[0]
+    want = (g.channels, g.clip_len, *g.size)
+    if tuple(clip.shape[1:]) != want:
+        raise ManifestError(f"backbone input {clip.name!r} is {list(clip.shape)}, the geometry "
+                            f"says [batch, {', '.join(map(str, want))}]")
 
 
 def _auto_backend(manifest: Manifest) -> str:
