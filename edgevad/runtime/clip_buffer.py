@@ -49,7 +49,8 @@ class ClipBuffer:
         if fill is not None:
             s = i % self.clip_len
             fill(self._ring[:, s])
-            self._ring[:, s + self.clip_len] = self._ring[:, s]
+            if self.stride % self.clip_len:  # clips that start mid-ring read the mirror
+                self._ring[:, s + self.clip_len] = self._ring[:, s]
         self.frames += 1
         start = self.clips * self.stride
         if start + self.clip_len == self.frames:
