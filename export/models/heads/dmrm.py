@@ -23,7 +23,7 @@ from .mlp import SegmentMLP, check_features
 class DMRMHead(nn.Module):
     """``appearance [B, S, Da], motion [B, S, Dm] -> scores [B, S]`` in [0, 1]."""
 
-    def __init__(self, appearance_dim: int = 512, motion_dim: int = 512, hidden: int = 512,
+    def __init__(self, appearance_dim: int = 1024, motion_dim: int = 1024, hidden: int = 512,
                  bottleneck: int = 32, dropout: float = 0.6, normalize: bool = True,
                  eps: float = 1e-6) -> None:
         super().__init__()
@@ -47,7 +47,7 @@ class DMRMHead(nn.Module):
         return self.mlp(self.fuse(appearance, motion))
 
 
-def build_dmrm(appearance_dim: int = 512, motion_dim: int = 512, **kwargs) -> DMRMHead:
+def build_dmrm(appearance_dim: int = 1024, motion_dim: int = 1024, **kwargs) -> DMRMHead:
     """The zoo's ``dmrm`` head; kwargs: ``hidden=512, bottleneck=32, dropout=0.6,
     normalize=True``."""
     return DMRMHead(appearance_dim=appearance_dim, motion_dim=motion_dim, **kwargs)
