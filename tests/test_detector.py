@@ -294,3 +294,21 @@ def test_a_manifest_whose_protocol_contradicts_its_geometry_is_refused(tiny_arti
     (art / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ManifestError, match="color"):
         Detector.load(art)
+
+
+def test_tensorrt_backend_without_tensorrt_says_what_to_install(tiny_artifact, monkeypatch, caplog):
+    import edgevad.runtime.detector as detector_mod
+    from edgevad.errors import EdgevadError
+
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(EdgevadError, match="TensorRT|tensorrt|engine"):
+        Detector.load(tiny_artifact("mil"), backend="tensorrt")
+    # auto with engines listed but no usable TensorRT: ONNX Runtime, and a warning says why
+    monkeypatch.setattr(detector_mod, "_auto_backend", lambda manifest: "tensorrt")
+    det = Detector.load(tiny_artifact("mil"), backend="auto")
+    assert det.backend == "onnxruntime"
+    assert "ONNX Runtime" in caplog.text

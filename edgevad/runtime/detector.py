@@ -26,6 +26,7 @@ the stream and all others continue as if the call had not happened. A resolution
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -35,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import EdgevadError
+from edgevad.errors import EdgevadError, MissingDependencyError
 from edgevad.manifest import Manifest, ManifestError, load_manifest
 from edgevad.runtime.engines import Engine, EngineError, open_engine, resolve_backend
 from edgevad.runtime.events import EventConfig, EventTracker
@@ -45,6 +46,8 @@ from edgevad.runtime.stream import FrameError, StreamSession
 from edgevad.video import VideoReader
 
 __all__ = ["Detector", "VideoScores"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STREAM = "0"
 
@@ -105,10 +108,17 @@ class Detector:
         folder = Path(artifact_dir)
         manifest = load_manifest(folder, verify=True)
         chosen = resolve_backend(backend)
-        if chosen == "auto":
-            chosen = _auto_backend(manifest)
-        engines = {s.name: open_engine(folder, manifest, s, chosen, providers, threads)
-                   for s in manifest.stages}
+        engines = None
+        if chosen == "auto" and _auto_backend(manifest) == "tensorrt":
+            try:
+                engines = {s.name: open_engine(folder, manifest, s, "tensorrt")
+                           for s in manifest.stages}
+            except (EngineError, MissingDependencyError) as exc:  # e.g. built for another GPU
+                log.warning("TensorRT engines unusable here, running ONNX Runtime: %s", exc)
+        if engines is None:
+            chosen = "onnxruntime" if chosen == "auto" else chosen
+            engines = {s.name: open_engine(folder, manifest, s, chosen, providers, threads)
+                       for s in manifest.stages}
         return cls(manifest, engines, artifact_dir=folder, **options)
 
     # -- facts -------------------------------------------------------------------------------------
@@ -309,8 +319,7 @@ def _check_geometry(manifest: Manifest, g) -> None:
 
 def _auto_backend(manifest: Manifest) -> str:
     """TensorRT when it imports and the artifact carries engines for it, else ONNX Runtime."""
-    has_engines = any(getattr(s, "engines", None) for s in manifest.stages)
-    if not has_engines:
+    if not all(s.engines for s in manifest.stages):
         return "onnxruntime"
     try:
         import tensorrt  # noqa: F401
