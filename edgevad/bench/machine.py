@@ -30,6 +30,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+_ISA = ("sse4_2", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+        "amx_int8", "amx_bf16", "asimd", "asimddp", "sve")
+"""CPU features that decide which ONNX Runtime kernels run (VNNI/AMX: fast INT8)."""
+
+
+def _cpu_features() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("flags", "features")):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in _ISA if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def _physical_cores() -> int | None:
     try:
         pairs = set()
@@ -63,7 +79,8 @@ def machine_info() -> dict:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"cpu_model": _cpu_model(), "logical_cores": os.cpu_count(),
+    return {"cpu_model": _cpu_model(), "cpu_features": _cpu_features(),
+            "logical_cores": os.cpu_count(),
             "physical_cores": _physical_cores(), "usable_cores": affinity,
             "memory_total_mb": _memory_total_mb(), "platform": platform.platform(),
             "machine": platform.machine(), "hostname": platform.node(), "load_average": load}

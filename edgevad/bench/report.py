@@ -178,15 +178,20 @@ def _summary(run: dict, fps: float | None) -> str:
              f"{_f(run.get('detector_overhead_cpu_ms_per_frame'), 3)})",
              f"first score after {_f(run.get('time_to_first_score_s'), 2)} s "
              f"(load {run['load_s']:.2f} s, {run.get('first_score_after_frames')} frames)",
-             f"peak RSS {_f(mem['peak_rss_mb'])} MiB ({mem.get('peak_scope', '')})"]
+             f"peak RSS {_f(mem['peak_rss_mb'])} MiB ({mem.get('peak_scope', '')}; "
+             f"+{_f(mem.get('added_peak_mb'))} over the RSS before loading)"]
     return "  " + "; ".join(p for p in parts if p)
+
+
+def _memory(mem: dict) -> str:
+    return f"{_f(mem['peak_rss_mb'], 0)} (+{_f(mem.get('added_peak_mb'), 0)})"
 
 
 def _comparison_table(doc: dict) -> Table:
     t = Table(title="Comparison (ratios: frames/s against the first artifact at the same "
                     "streams; engines-only frames/s against PyTorch eager)", title_justify="left")
     for col in ("artifact", "precision", "streams", "frames/s", "engines frames/s",
-                "clip p50 ms", "overhead ms/frame", "peak MiB", "x first", "x eager"):
+                "clip p50 ms", "overhead ms/frame", "peak (+added) MiB", "x first", "x eager"):
         t.add_column(col, justify="left" if col in ("artifact", "precision") else "right")
     by_key = {(r["artifact"], r["streams"]): r for r in doc["runs"]}
     for c in doc["comparisons"]:
@@ -195,7 +200,8 @@ def _comparison_table(doc: dict) -> Table:
         t.add_row(_name(run), run["precision"], str(run["streams"]), _f(c["frames_per_s"]),
                   _f(c.get("model_frames_per_s")), _ms(clip),
                   f"{run['detector_overhead_ms_per_frame']:.3f}",
-                  _f(run["memory"]["peak_rss_mb"], 0), _f(c.get("ratio_frames_per_s"), 2),
+                  _memory(run["memory"]),
+                  _f(c.get("ratio_frames_per_s"), 2),
                   _f(c.get("speedup_vs_eager"), 2))
     for ref in doc["references"]:
         if "kind" in ref:
@@ -223,8 +229,10 @@ def _scaling_table(doc: dict) -> Table:
 def print_report(doc: dict, console: Console | None = None) -> None:
     console = console or Console()
     m, v = doc["machine"], doc["versions"]
-    console.print(f"[bold]edgevad bench[/bold] on {m['cpu_model']} ({m['usable_cores'] or m['logical_cores']}"
-                  f" usable cores, load {m.get('load_average')}); edgevad {v['edgevad']}, "
+    cores = m["usable_cores"] or m["logical_cores"]
+    isa = ", ".join(m.get("cpu_features") or []) or "-"
+    console.print(f"[bold]edgevad bench[/bold] on {m['cpu_model']} [{isa}] ({cores} usable cores, "
+                  f"load {m.get('load_average')}); edgevad {v['edgevad']}, "
                   f"onnxruntime {v['onnxruntime']}, numpy {v['numpy']}, opencv {v['opencv']}, "
                   f"python {v['python']}")
     src = doc["settings"]["source"]

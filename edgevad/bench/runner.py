@@ -218,6 +218,8 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
         "latency_frames": list(det.latency_frames),
         "memory": {"before_load_rss_mb": mem_before["rss_mb"],
                    "loaded_rss_mb": mem_loaded["rss_mb"], "peak_rss_mb": mem_peak["peak_rss_mb"],
+                   "added_peak_mb": None if mem_before["rss_mb"] is None else round(
+                       mem_peak["peak_rss_mb"] - mem_before["rss_mb"], 1),
                    "peak_scope": "this run" if peak_is_per_run else "process lifetime"},
         "isolated": isolated,
     }

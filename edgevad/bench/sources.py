@@ -99,7 +99,8 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise EdgevadError(f"frame size must be WIDTHxHEIGHT (e.g. 480x360), got {text!r}") from None
+        raise EdgevadError(f"frame size must be WIDTHxHEIGHT (e.g. 480x360), got "
+                           f"{text!r}") from None
     if w < 1 or h < 1:
         raise EdgevadError(f"frame size must be positive, got {text!r}")
     return w, h
