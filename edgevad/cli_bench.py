@@ -3,6 +3,7 @@ the optional PyTorch eager reference row imports torch lazily)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,7 +15,8 @@ from edgevad.bench.report import build_document, print_report, write_document
 from edgevad.bench.runner import BenchError, BenchSettings, bench_artifact, check_artifact_dir
 from edgevad.bench.sources import open_source
 
-console = Console()
+# Piped into a file or a script, rich would fold the tables to 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True)
 
 

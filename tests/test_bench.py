@@ -20,7 +20,7 @@ from edgevad.bench.timing import StageClock, TimedEngine, timed_stream_stages
 runner = CliRunner()
 
 
-# --- percentiles -----------------------------------------------------------------------------------
+# --- percentiles ----------------------------------------------------------------------------------
 
 def test_percentiles_of_one_to_hundred():
     xs = list(range(1, 101))
@@ -55,7 +55,7 @@ def test_latency_stats_in_milliseconds():
     assert st.p90_ms == pytest.approx(3.7)
 
 
-# --- timing proxies --------------------------------------------------------------------------------
+# --- timing proxies ------------------------------------------------------------------------------
 
 def test_timed_engine_passes_outputs_through_and_records_batches(tiny_artifact):
     from edgevad.runtime.detector import Detector
@@ -82,7 +82,7 @@ def test_stream_stage_timers_are_removed_afterwards():
             stream.FlowEstimator) == before
 
 
-# --- the command -----------------------------------------------------------------------------------
+# --- the command ----------------------------------------------------------------------------------
 
 def _bench(*args):
     from edgevad.cli import app
@@ -175,7 +175,7 @@ def test_bench_never_imports_torch(tiny_artifact):
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
-# --- bad input -------------------------------------------------------------------------------------
+# --- bad input ------------------------------------------------------------------------------------
 
 def test_missing_artifact_folder_is_a_clear_error(tmp_path):
     r = _bench("--artifacts", tmp_path / "nope")
