@@ -248,17 +248,20 @@ def head_set_from_features(
     sources: list[dict],
     method: str = "minmax",
 ) -> CalibrationSet:
-    """A segment-head set from per-clip features of a backbone set: each video's clips, in
-    order, resampled to ``segments`` as the runtime pools a window (``streams``: head input name
-    -> [n_clips, D])."""
+    """A segment-head set from per-clip features of a backbone set (``streams``: head input
+    name -> [n_clips, D]): per video, its clips in order resampled to ``segments`` (as a window is
+    pooled), then one bag per clip holding that clip in every segment, so the head's ranges see
+    every calibration clip's features however few videos there are."""
     from edgevad.segments import resample_segments
 
     index = np.asarray(video_index)
     arrays = {}
     for name, feats in streams.items():
         bags = [resample_segments(feats[index == v], segments) for v in np.unique(index)]
+        bags += [np.repeat(f[None], segments, axis=0) for f in feats]
         arrays[name] = np.stack(bags).astype(np.float32)
     return CalibrationSet(
         role="head", arrays=arrays, encodings={n: FLOAT for n in arrays}, method=method,
         sources=sources, sampler={"kind": "backbone-features", "segments": segments,
-                                  "videos": int(len(np.unique(index)))})
+                                  "videos": int(len(np.unique(index))),
+                                  "bags": "one per video (its clips) + one per clip"})

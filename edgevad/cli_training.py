@@ -153,8 +153,27 @@ def export_command(
                                      "every stage without weights (untrained: testing only)."),
     random_init_stage: Optional[List[str]] = typer.Option(None, help="Allow random weights for "
                                                           "this stage only: head, backbone, motion."),
-    precision: Optional[str] = typer.Option(None, help="fp32 (int8/fp16 come with calibration)."),
-    format: Optional[List[str]] = typer.Option(None, "--format", help="onnx (default)."),
+    precision: Optional[str] = typer.Option(None, help="fp32 (default), fp16, or int8 "
+                                            "(calibrated; see --calib)."),
+    format: Optional[List[str]] = typer.Option(None, "--format", help="onnx (default), "
+                                               "tensorrt (engines built here: TensorRT + GPU)."),
+    calib: Optional[List[str]] = typer.Option(None, help="INT8 calibration: a set made by "
+                                              "edgevad calibrate, videos/folders/list files, or "
+                                              "a feature-bag file for the head (repeatable)."),
+    calib_method: Optional[str] = typer.Option(None, help="minmax (default), entropy or "
+                                               "percentile."),
+    calib_samples: Optional[int] = typer.Option(None, help="Clips sampled from calibration "
+                                                "videos (default 32)."),
+    val: Optional[Path] = typer.Option(None, help="Labelled data for the accuracy gate: a "
+                                       "feature-bag file with frame annotations, or a folder "
+                                       "of videos with a *labels*.json (Ped2 layout)."),
+    max_auc_drop: Optional[float] = typer.Option(None, help="Fail when the frame AUC on --val "
+                                                 "falls by more than this many points "
+                                                 "(default 1)."),
+    max_score_diff: Optional[float] = typer.Option(None, help="Fail when a per-clip score "
+                                                   "moves more than this from fp32."),
+    engine_max_batch: Optional[int] = typer.Option(None, help="TensorRT profile: largest "
+                                                   "batch (default 8)."),
     sample_video: Optional[Path] = typer.Option(None, help="Real video for the parity check "
                                                 "(default: synthetic frames)."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact folder."),
@@ -168,11 +187,88 @@ def export_command(
         **_given(backbone=backbone, checkpoint=checkpoint, backbone_weights=backbone_weights,
                  motion_weights=motion_weights, precision=precision,
                  formats=tuple(format) if format else None, sample_video=sample_video,
-                 opset=opset))
+                 opset=opset, calib=calib or None, calib_method=calib_method,
+                 calib_samples=calib_samples, val=val, max_auc_drop=max_auc_drop,
+                 max_score_diff=max_score_diff, engine_max_batch=engine_max_batch))
     console.print(f"[green]artifact[/green] {folder}")
 
 
+def calibrate_command(
+    inputs: List[Path] = typer.Argument(..., help="Videos, folders of videos or list files; "
+                                        "or one feature-bag file (.npz) for a head set."),
+    out: Path = typer.Option(..., "--out", "-o", help="Calibration set to write (.npz)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Take the geometry from "
+                                        "this head's pipeline (edgevad models)."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone whose geometry to use (default: "
+                                           "the model's)."),
+    stage: str = typer.Option("backbone", help="backbone, motion (DMRM's flow stream) or head "
+                              "(from feature bags)."),
+    samples: Optional[int] = typer.Option(None, help="Clips to sample across the videos "
+                                          "(default 32; bags: 64)."),
+    method: Optional[str] = typer.Option(None, help="Default method stored with the set: "
+                                         "minmax, entropy or percentile."),
+    segments: Optional[int] = typer.Option(None, help="Head sets: segments per bag (default: "
+                                           "the model's, else 32)."),
+) -> None:
+    """Build a calibration set for INT8 export (torch-free): clips sampled across videos and
+    preprocessed exactly as the runtime does, or head inputs from feature bags."""
+    from edgevad import zoo
+    from edgevad_calibration import build_from_bags, build_from_videos
+
+    head = zoo.get_head(model) if model else None
+    bb = zoo.get_backbone(backbone or (head.default_backbone if head else "i3d"))
+    opts = _given(method=method)
+    if stage == "head":
+        if len(inputs) != 1 or inputs[0].suffix != ".npz":
+            raise EdgevadError("a head set is built from one feature-bag file (.npz)")
+        S = segments or (head.segments if head and head.segments else 32)
+        cset = build_from_bags(inputs[0], segments=S, input_name=(head.inputs[0] if head
+                                                                  else "features"),
+                               **_given(samples=samples), **opts)
+    elif stage in ("backbone", "motion"):
+        if stage == "motion":
+            if not head or not head.motion_backbone:
+                raise EdgevadError("--stage motion needs --model with a motion stream (dmrm)")
+            geometry = zoo.get_backbone(head.motion_backbone).geometry
+        else:
+            geometry = bb.geometry
+            if head is not None and head.clip_len and head.clip_len != geometry.clip_len:
+                from dataclasses import replace
+
+                geometry = replace(geometry, clip_len=head.clip_len, stride=head.clip_len)
+        cset = build_from_videos(inputs, geometry, **_given(samples=samples), **opts)
+    else:
+        raise EdgevadError(f"--stage must be backbone, motion or head, not {stage!r}")
+    path = cset.save(out)
+    console.print(f"[green]calibration set[/green] {path}: {cset.n_samples} {cset.role} samples "
+                  f"of {list(cset.sample_shape(cset.input_names[0]))}, method {cset.method}, "
+                  f"from {len(cset.sources)} source(s); data sha256 {cset.data_sha256[:16]}")
+
+
+def build_engines_command(
+    artifact: Path = typer.Argument(..., help="Artifact folder written by edgevad export."),
+    precision: Optional[List[str]] = typer.Option(None, help="Engine precisions (default: fp16, "
+                                                  "and int8 when the artifact has Q/DQ graphs)."),
+    max_batch: int = typer.Option(8, help="Largest batch of the optimisation profile."),
+) -> None:
+    """Build TensorRT engines for an exported artifact on this machine (no torch needed)."""
+    from edgevad.manifest import load_manifest
+    from edgevad_calibration.tensorrt_build import build_artifact_engines
+
+    manifest = load_manifest(artifact)
+    wanted = list(precision or [])
+    if not wanted:
+        wanted = (["int8"] if all("int8_qdq" in s.variants for s in manifest.stages
+                                  if s.role != "head") else []) + ["fp16"]
+    manifest = build_artifact_engines(artifact, wanted, max_batch=max_batch)
+    for s in manifest.stages:
+        for e in s.engines:
+            console.print(f"{s.name}: {e['file']} ({e['precision']}, {e['gpu']})")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate_command)
+    app.command("build-engines")(build_engines_command)
     app.command("extract")(extract_command)
     app.command("train")(train_command)
     app.command("eval")(eval_command)

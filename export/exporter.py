@@ -40,6 +40,8 @@ from edgevad_export.onnx_export import (
     torch_to_onnx,
 )
 from edgevad_export.parity import ParityError, StageRun, failure_message, run_parity
+from edgevad_export.precision import PrecisionOptions, apply_precision
+from edgevad_calibration import DEFAULT_SAMPLES
 from torch import nn
 
 from edgevad import __version__, protocols, zoo
@@ -60,6 +62,7 @@ from edgevad.manifest import (
 log = logging.getLogger(__name__)
 
 __all__ = ["FORMATS", "PRECISIONS", "STAGES", "ExportError", "ExportFormat", "ParityError",
+           "reduce_artifact",
            "export_model", "resolve_format", "state_dict_sha256"]
 
 
@@ -86,12 +89,17 @@ class ExportFormat:
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("onnx", ("onnxruntime", "ort"), ".onnx", ("fp32",), False,
+    ExportFormat("onnx", ("onnxruntime", "ort"), ".onnx", ("fp32", "fp16", "int8"), False,
                  "edgevad_export.onnx_export:torch_to_onnx",
-                 "ONNX graphs per stage, run by ONNX Runtime (CPU/CUDA)"),
-    ExportFormat("tensorrt", ("trt", "engine"), ".engine", ("fp32", "fp16", "int8"), True, None,
-                 "TensorRT engines built on the target GPU from the ONNX graphs (not yet)"),
+                 "ONNX graphs per stage, run by ONNX Runtime (CPU/CUDA); int8: static U8S8 QDQ "
+                 "from a calibration set, plus a symmetric Q/DQ graph for TensorRT"),
+    ExportFormat("tensorrt", ("trt", "engine"), ".engine", ("fp32", "fp16", "int8"), True,
+                 "edgevad_calibration.tensorrt_build:build_artifact_engines",
+                 "TensorRT engines (and their metadata) built on this machine's GPU from the "
+                 "ONNX graphs; int8 from the Q/DQ graph, with an fp16 engine beside it"),
 )}
+ENGINE_PRECISIONS = {"fp32": ("fp32",), "fp16": ("fp16",), "int8": ("int8", "fp16")}
+"""TensorRT engines built per exported precision (an int8 export also gets an fp16 engine)."""
 PRECISIONS = ("fp32", "fp16", "int8")
 STAGES = ("backbone", "motion", "head")
 """Stage names; ``random_init`` may name any of them."""
@@ -249,6 +257,13 @@ def export_model(
     sample_video: str | Path | None = None,
     overwrite: bool = False,
     opset: int = DEFAULT_OPSET,
+    calib: str | Path | Sequence[str | Path] | None = None,
+    calib_method: str | None = None,
+    calib_samples: int | None = None,
+    val: str | Path | None = None,
+    max_auc_drop: float = 1.0,
+    max_score_diff: float | None = None,
+    engine_max_batch: int = 8,
 ) -> Path:
     """Export zoo head ``model`` with its backbone(s) into the artifact folder ``out``.
 
@@ -261,6 +276,14 @@ def export_model(
     stage without weights and not named is a ``WeightsError``.
     ``sample_video``: clips for the parity check (else deterministic synthetic frames).
     ``overwrite``: replace a non-empty ``out``. Returns ``out``.
+
+    Reduced precision (:mod:`edgevad_export.precision`): ``precision="int8"`` quantizes from
+    ``calib`` (calibration sets, feature-bag files or videos; default: the sample video) with
+    ``calib_method`` (minmax, entropy, percentile) over ``calib_samples`` clips; ``"fp16"``
+    converts. Both run the accuracy gate (per-clip score difference on real clips; frame-AUC
+    change on ``val``, failing past ``max_auc_drop`` points; ``max_score_diff`` optional).
+    ``formats`` with ``"tensorrt"`` builds engines here (TensorRT and a GPU needed) for batch
+    1..``engine_max_batch``.
     """
     t_start = time.perf_counter()
     spec = zoo.get_head(model)
@@ -277,6 +300,17 @@ def export_model(
             raise ExportError(f"Format {fmt.name!r} supports precision "
                               f"{', '.join(fmt.precisions)} in this version, not {precision!r} "
                               "(INT8 needs calibration, which comes with edgevad_calibration)")
+    if any(f.name == "tensorrt" for f in fmts):
+        from edgevad.runtime.tensorrt_engine import import_tensorrt
+
+        import_tensorrt()  # before any work: a clear message when TensorRT is missing
+    calib_specs = _calib_specs(calib)
+    if precision == "int8" and not calib_specs and sample_video is None:
+        raise ExportError("--precision int8 needs calibration data: --calib VIDEOS (files, "
+                          "folders, list files), a set made by edgevad calibrate, or at least "
+                          "--sample-video")
+    if val is not None and not Path(val).exists():
+        raise ExportError(f"Validation data {val} does not exist")
     random = _random_stages(random_init)
     if sample_video is not None and not Path(sample_video).is_file():
         raise ExportError(f"Sample video {sample_video} does not exist")
@@ -305,11 +339,19 @@ def export_model(
                                                         "motion" in random)
         geometry = protocols.export_geometry(meta, spec, bb_spec.name, _geometry(spec, bb_spec),
                                              bb_record)  # refuses a head of another protocol
+        _check_calibration_sets(calib_specs, geometry, motion_spec)  # before the slow part
         manifest = _export_stages(
             tmp, spec=spec, bb_spec=bb_spec, motion_spec=motion_spec, head=head,
             backbone=backbone_model, motion=motion_model, geometry=geometry, weights=weights,
-            precision=precision, opset=opset, sample_video=sample_video,
+            precision="fp32", opset=opset, sample_video=sample_video,
         )
+        tensorrt = any(f.name == "tensorrt" for f in fmts)
+        if precision != "fp32" or tensorrt:
+            manifest = _reduce_precision(tmp, manifest, PrecisionOptions(
+                precision=precision, calib=calib_specs, calib_method=calib_method,
+                calib_samples=calib_samples or DEFAULT_SAMPLES, val=None if val is None
+                else str(val), max_auc_drop=max_auc_drop, max_score_diff=max_score_diff,
+                fp16_variants=tensorrt), sample_video)
         manifest = replace(manifest, export={
             **manifest.export,
             "formats": [f.name for f in fmts],
@@ -319,6 +361,10 @@ def export_model(
         })
         manifest = protocols.stamp_manifest(manifest, meta)  # the head's training protocol
         manifest.save(tmp)
+        if tensorrt:
+            from edgevad_calibration.tensorrt_build import build_artifact_engines
+
+            build_artifact_engines(tmp, ENGINE_PRECISIONS[precision], max_batch=engine_max_batch)
         load_manifest(tmp, verify=True)  # what the runtime will do; catches our own mistakes
         _move_into_place(tmp, out)
     except BaseException:
@@ -326,6 +372,102 @@ def export_model(
         raise
     log.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - t_start)
     return out
+
+
+def reduce_artifact(
+    artifact: str | Path,
+    out: str | Path,
+    *,
+    precision: str = "int8",
+    calib: str | Path | Sequence[str | Path] | None = None,
+    calib_method: str | None = None,
+    calib_samples: int | None = None,
+    sample_video: str | Path | None = None,
+    val: str | Path | None = None,
+    max_auc_drop: float = 1.0,
+    max_score_diff: float | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """An fp32 artifact folder -> a new ``precision`` artifact at ``out`` (same steps as
+    :func:`export_model` after the ONNX export; no torch model is rebuilt)."""
+    src = Path(artifact)
+    manifest = load_manifest(src, verify=True)
+    if any(s.precision != "fp32" or s.variants for s in manifest.stages):
+        raise ExportError(f"{src} is not a plain fp32 artifact; reduce the fp32 export")
+    if precision not in ("fp16", "int8"):
+        raise ExportError(f"precision must be fp16 or int8, got {precision!r}")
+    specs = _calib_specs(calib)
+    if precision == "int8" and not specs and sample_video is None:
+        raise ExportError("--precision int8 needs calibration data (--calib or --sample-video)")
+    _check_calibration_sets(specs, manifest.geometry("backbone"),
+                            zoo.get_backbone(manifest.backbones["motion"])
+                            if "motion" in manifest.backbones else None)
+    out = Path(out)
+    tmp = _prepare_out(out, overwrite)
+    try:
+        for p in src.iterdir():
+            if p.is_file() and p.name != "manifest.json":
+                shutil.copyfile(p, tmp / p.name)
+        manifest = _reduce_precision(tmp, manifest, PrecisionOptions(
+            precision=precision, calib=specs, calib_method=calib_method,
+            calib_samples=calib_samples or DEFAULT_SAMPLES,
+            val=None if val is None else str(val), max_auc_drop=max_auc_drop,
+            max_score_diff=max_score_diff), sample_video)
+        manifest = replace(manifest, export={**manifest.export, "reduced_from": src.name})
+        manifest.save(tmp)
+        load_manifest(tmp, verify=True)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _calib_specs(calib) -> tuple[str, ...]:
+    if calib is None:
+        return ()
+    if isinstance(calib, (str, Path)):
+        calib = [calib]
+    specs = tuple(str(c) for c in calib)
+    for c in specs:
+        if not Path(c).exists():
+            raise ExportError(f"Calibration data {c} does not exist")
+    return specs
+
+
+def _check_calibration_sets(specs, geometry, motion_spec) -> None:
+    """A given calibration set of the wrong geometry is refused before anything is exported."""
+    from edgevad_calibration import is_calibration_file, load_calibration
+
+    for spec in specs:
+        if is_calibration_file(spec):
+            cset = load_calibration(spec)
+            if cset.role == "backbone":
+                cset.check_geometry(geometry, "the backbone")
+            elif cset.role == "motion":
+                if motion_spec is None:
+                    raise ExportError(f"calibration set {spec} is for a motion stream; this "
+                                      "model has none")
+                cset.check_geometry(motion_spec.geometry, "the motion stream")
+
+
+def _reduce_precision(tmp: Path, manifest: Manifest, opts: PrecisionOptions,
+                      sample_video) -> Manifest:
+    """INT8/fp16 graphs and the accuracy gate (edgevad_export.precision); re-hash the files and
+    add the gate to parity.json and the manifest's parity summary."""
+    manifest, gate = apply_precision(tmp, manifest, opts, sample_video=sample_video)
+    parity = manifest.parity
+    if gate is not None:
+        path = tmp / "parity.json"
+        report = json.loads(path.read_text(encoding="utf-8"))
+        report["reduced_precision"] = gate
+        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        parity = {**(parity or {}), "accuracy_gate": {
+            "passed": gate["passed"], "score_diff": gate["score_diff"],
+            "auc": gate.get("auc"), "max_auc_drop_points": gate["max_auc_drop_points"]}}
+    files = {p.name: FileRecord(sha256_file(p), p.stat().st_size)
+             for p in sorted(tmp.iterdir()) if p.is_file() and p.name != "manifest.json"}
+    return replace(manifest, files=files, parity=parity)
 
 
 def _export_stages(tmp: Path, *, spec, bb_spec, motion_spec, head, backbone, motion, geometry,

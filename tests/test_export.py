@@ -7,6 +7,7 @@ minute.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -28,7 +29,7 @@ from edgevad_export.onnx_export import (
 )
 
 from edgevad.compare import compare_outputs
-from edgevad.errors import UnknownNameError, WeightsError
+from edgevad.errors import MissingDependencyError, UnknownNameError, WeightsError
 from edgevad.manifest import (
     MANIFEST_FILE,
     Manifest,
@@ -168,9 +169,16 @@ def test_weights_required_without_random_init(tmp_path):
         export_model("mil", tmp_path / "b", backbone="r3d18")
     with pytest.raises(UnknownNameError):
         export_model("no-such-head", tmp_path / "c")
-    with pytest.raises(ExportError, match="not available"):
-        export_model("mil", tmp_path / "d", backbone="r3d18", random_init=True,
-                     formats=("tensorrt",))
+    if importlib.util.find_spec("tensorrt") is None:  # a clear message, before any work
+        with pytest.raises(MissingDependencyError, match="TensorRT is not installed"):
+            export_model("mil", tmp_path / "d", backbone="r3d18", random_init=True,
+                         formats=("tensorrt",))
+    with pytest.raises(ExportError, match="needs calibration data"):
+        export_model("mil", tmp_path / "e", backbone="r3d18", random_init=True,
+                     precision="int8")
+    with pytest.raises(ExportError, match="Calibration data .*nope.mp4 does not exist"):
+        export_model("mil", tmp_path / "f", backbone="r3d18", random_init=True,
+                     precision="int8", calib=tmp_path / "nope.mp4")
     assert _leftovers(tmp_path) == []
 
 
@@ -194,3 +202,147 @@ def test_dam_head_graph_keeps_state_explicit(tmp_path):
                                                           torch.from_numpy(y)))))
     assert compare_outputs(ref, got, atol=1e-5), compare_outputs(ref, got).summary()
     np.testing.assert_array_equal(got["next_prev_map"], x)
+
+
+# --- Reduced precision: calibration, INT8 graphs, the accuracy gate, TensorRT records -----------
+
+def _write_video(path: Path, n: int, seed: int = 0, size=(120, 160)) -> Path:
+    import cv2
+
+    h, w = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        frame = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy + 5 * i) % 256], -1)
+        frame = (frame + rng.integers(0, 30, frame.shape)).clip(0, 255).astype(np.uint8)
+        x0 = (i * 5 + 20 * seed) % (w - 30)
+        frame[40:70, x0:x0 + 30] = 250 if i % 20 < 10 else 10
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_data(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("int8-data")
+    (d / "calib").mkdir()
+    (d / "val").mkdir()
+    for i in range(2):
+        _write_video(d / "calib" / f"c{i}.mp4", 40, seed=i)
+    labels = {}
+    for i in range(2):
+        _write_video(d / "val" / f"v{i}.mp4", 40, seed=5 + i)
+        labels[f"v{i}"] = [int(10 <= f < 25) for f in range(40)]
+    (d / "val" / "frame_labels.json").write_text(json.dumps(labels))
+    return {"calib": d / "calib", "val": d / "val", "sample": _write_video(d / "s.mp4", 48, 9)}
+
+
+@pytest.fixture(scope="module")
+def int8_artifact(tmp_path_factory, int8_data, mil_artifact) -> Path:
+    """The fp32 artifact reduced to int8: the steps export_model runs after the ONNX export."""
+    out = tmp_path_factory.mktemp("export-int8") / "mil-r3d18-int8"
+    exporter_mod.reduce_artifact(mil_artifact, out, precision="int8", calib=int8_data["calib"],
+                                 calib_samples=4, calib_method="percentile",
+                                 sample_video=int8_data["sample"], val=int8_data["val"])
+    return out
+
+
+def test_int8_artifact(int8_artifact):
+    from edgevad_calibration.quantize import check_symmetric_qdq
+
+    from edgevad.runtime.engines import OnnxRuntimeEngine
+
+    m = load_manifest(int8_artifact)
+    bb, head = m.stage("backbone"), m.stage("head")
+    assert bb.file == "backbone.int8.onnx" and bb.precision == "int8"
+    assert bb.variants == {"fp32": "backbone.onnx", "fp16": "backbone.fp16.onnx",
+                           "int8_qdq": "backbone.int8-qdq.onnx"}
+    q = bb.quantization["onnxruntime"]
+    assert (q["activations"], q["weights"], q["per_channel"]) == ("uint8", "int8", True)
+    assert len(q["excluded_nodes"]) == 1  # the 3x7x7 stem stays fp32
+    assert q["method"] == "percentile"
+    check_symmetric_qdq(int8_artifact / bb.variants["int8_qdq"])
+    assert head.quantization["choice"] in ("fp32", "int8-dynamic", "int8-static")
+    assert set(head.quantization["measured"]) >= {"fp32", "int8-dynamic", "int8-static"}
+    cal = m.calibration
+    assert cal["method"] == "percentile" and cal["clips"] == 4
+    src = cal["sets"]["backbone"]
+    assert [s["name"] for s in src["sources"]] == ["c0.mp4", "c1.mp4"]
+    assert len(src["data_sha256"]) == 64 and src["inputs"] == {"clip": [3, 16, 112, 112]}
+    gate = json.loads((int8_artifact / "parity.json").read_text())["reduced_precision"]
+    assert gate["passed"] and gate["clips"]["video"] == "s.mp4"
+    assert set(gate["score_diff"]) == {"int8", "fp16"}
+    assert gate["auc"]["videos"] == 2 and gate["auc"]["frames"] == 80
+    assert m.parity["accuracy_gate"]["passed"]
+    # the runtime opens the int8 stage like any other
+    engine = OnnxRuntimeEngine(int8_artifact / bb.file, bb)
+    out = engine.run({"clip": np.zeros((1, 3, 16, 112, 112), np.float32)})
+    assert out["features"].shape == (1, 512)
+
+
+def test_accuracy_gate_fails_past_its_threshold(int8_artifact, int8_data):
+    from edgevad_export.accuracy_gate import AccuracyGateError, run_gate
+    from edgevad_export.precision import PrecisionOptions
+
+    m = load_manifest(int8_artifact)
+    opts = PrecisionOptions(precision="int8", val=str(int8_data["val"]), max_auc_drop=-100.0)
+    with pytest.raises(AccuracyGateError, match=r"frame AUC on val falls .* > -100"):
+        run_gate(int8_artifact, m, opts, sample_video=int8_data["sample"])
+
+
+def test_calibration_set_of_wrong_geometry(tmp_path, int8_data):
+    from edgevad_calibration import CalibrationError, build_from_videos
+
+    from edgevad import zoo
+
+    cset = build_from_videos([int8_data["sample"]], zoo.get_backbone("i3d").geometry, samples=1)
+    path = cset.save(tmp_path / "i3d.npz")
+    with pytest.raises(CalibrationError, match=r"does not match the backbone .*size: set "
+                                               r"\[224, 224\], stage \[112, 112\]"):
+        export_model("mil", tmp_path / "a", backbone="r3d18", random_init=True,
+                     precision="int8", calib=path)  # refused before the export starts
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "a").exists()
+
+
+def test_engines_listed_and_checked_without_tensorrt(int8_artifact, tmp_path):
+    """Engines built by a recording stand-in for TensorRT: listed and hashed in the manifest,
+    verified by load_manifest, refused by the runtime when TensorRT is missing or they changed."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from edgevad_calibration.tensorrt_build import build_artifact_engines
+
+    from edgevad.runtime.engine_meta import EngineMismatchError, GpuInfo
+    from edgevad.runtime.tensorrt_engine import open_tensorrt_engine, resolve_engine
+
+    art = tmp_path / "art"
+    shutil.copytree(int8_artifact, art)
+
+    class Stub:  # the documented TensorRT 10 calls, returning a fixed plan
+        def __init__(self, *a):
+            pass
+
+        def __getattr__(self, name):
+            return lambda *a, **k: {"parse_from_file": True, "build_serialized_network":
+                                    b"PLAN-" + str(a[:1]).encode()}.get(name, Stub())
+
+    trt = SimpleNamespace(__version__="10.3.0", Logger=Stub, Builder=Stub, OnnxParser=Stub,
+                          BuilderFlag=SimpleNamespace(FP16="FP16", INT8="INT8"),
+                          MemoryPoolType=SimpleNamespace(WORKSPACE="ws"))
+    Stub.WARNING = "w"
+    gpu = GpuInfo("Orin", (8, 7))
+    m = build_artifact_engines(art, ["int8", "fp16"], trt=trt, gpu=gpu, verify=True)
+    m = load_manifest(art)  # hashes of engines and metadata verified
+    bb = m.stage("backbone")
+    assert [e["precision"] for e in bb.engines] == ["int8", "fp16"]
+    assert bb.engines[0]["graph"] == "backbone.int8-qdq.onnx"
+    assert m.export["tensorrt"]["gpu"]["compute_capability"] == [8, 7]
+    path, meta = resolve_engine(art, m, bb)
+    assert path.name == "backbone.int8.engine" and meta.gpu == gpu
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(MissingDependencyError, match="TensorRT is not installed"):
+            open_tensorrt_engine(art, m, bb)
+    (art / "backbone.int8.engine").write_bytes(b"other")
+    with pytest.raises(EngineMismatchError, match="changed since it was built"):
+        resolve_engine(art, m, bb)
