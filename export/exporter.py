@@ -557,7 +557,8 @@ def _export_stages(tmp: Path, *, spec, bb_spec, motion_spec, head, backbone, mot
         from edgevad_export.extraction.extract import SEGMENT_SCHEME
 
         protocol = Protocol(mode="segments", clip_len=geometry.clip_len, stride=geometry.stride,
-                            segments=S, segments_fixed=fixed, segment_scheme=SEGMENT_SCHEME)
+                            segments=S, segments_fixed=fixed, segment_scheme=SEGMENT_SCHEME,
+                            window=getattr(head, "live_window", None))
 
     flow = None
     if motion_spec is not None:

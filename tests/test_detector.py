@@ -312,3 +312,23 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_install(tiny_artifact, m
     det = Detector.load(tiny_artifact("mil"), backend="auto")
     assert det.backend == "onnxruntime"
     assert "ONNX Runtime" in caplog.text
+
+
+def test_a_head_trained_on_other_features_is_refused(tiny_artifact, tmp_path):
+    import json
+
+    from edgevad.protocols import ProtocolMismatchError
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact("mil"), art)
+    m = json.loads((art / "manifest.json").read_text())
+    g = dict(m["stages"][0]["geometry"])
+    m["model"]["feature_protocol"] = {"backbone": "tiny", "clip_len": 4, "stride": 8,
+                                      "geometry": {**g, "stride": 8}}
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ProtocolMismatchError, match="stride"):
+        Detector.load(art)
+    m["model"]["feature_protocol"] = {"backbone": "tiny", "clip_len": 4, "stride": 4,
+                                      "geometry": g}
+    (art / "manifest.json").write_text(json.dumps(m))
+    Detector.load(art)  # the same protocol passes

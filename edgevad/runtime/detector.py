@@ -82,6 +82,9 @@ class Detector:
         self.geometry = manifest.geometry("backbone")
         self.flow_geometry = manifest.geometry("motion") if manifest.has_stage("motion") else None
         _check_geometry(manifest, self.geometry)
+        from edgevad.protocols import check_manifest_protocol
+
+        check_manifest_protocol(manifest)  # the head's training features = this backbone's
         self.event_config = events or EventConfig()
         self.threshold, self.release = self.event_config.resolve(
             manifest.default_threshold, manifest.score_range)

@@ -46,6 +46,13 @@ class ContextMILHead(nn.Module):
         width = feature_dim * (2 if context == "diff" else 1)
         self.mlp = SegmentMLP(width, hidden=hidden, bottleneck=bottleneck, dropout=dropout)
 
+    @property
+    def live_window(self) -> int:
+        """Clips a live runtime feeds to score the newest one: it and the ``window // 2`` before
+        it (the context the last segment of a bag sees; no added latency). On Ped2 this causal
+        scoring measured 77.2 frame AUC against 78.0 for whole bags (default model, 01-06)."""
+        return self.window // 2 + 1 if self.context == "diff" else 1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.feature_dim)
         if self.normalize:
