@@ -176,6 +176,18 @@ def _auc(scores: list[np.ndarray], labels: list[np.ndarray]) -> float:
     return float(roc_auc_score(y, np.concatenate(scores)))
 
 
+def _ties(auc: dict, scores: dict[str, list[np.ndarray]]) -> dict:
+    """Record how many distinct frame scores each precision gave: a head whose scores saturate
+    (ONNX Runtime's CPU Sigmoid returns exactly 0 below a logit of about -17) ranks nothing,
+    and an unchanged AUC then says nothing about the quantization."""
+    distinct = {k: int(np.unique(np.concatenate(v)).size) for k, v in scores.items()}
+    auc["distinct_scores"] = distinct
+    if min(distinct.values()) <= max(2, auc["frames"] // 100):
+        auc["note"] = ("scores are (almost) all tied: the head saturates on this data, so the "
+                       "AUC change cannot show a quantization error")
+    return auc
+
+
 def _val_videos(folder: Path, manifest: Manifest, pipes: dict) -> dict:
     from edgevad.video import VIDEO_EXTENSIONS
 
@@ -204,9 +216,9 @@ def _val_videos(folder: Path, manifest: Manifest, pipes: dict) -> dict:
                 per = segment_scores_to_frames(s, n)
             scores[kind].append(per)
         truth.append(lab)
-    return {"val": folder.name, "labels": labels_path.name, "videos": len(videos),
-            "frames": int(sum(len(t) for t in truth)),
-            **{kind: _auc(s, truth) for kind, s in scores.items()}}
+    return _ties({"val": folder.name, "labels": labels_path.name, "videos": len(videos),
+                  "frames": int(sum(len(t) for t in truth)),
+                  **{kind: _auc(s, truth) for kind, s in scores.items()}}, scores)
 
 
 def _val_bags(path: Path, manifest: Manifest, pipes: dict) -> dict:
@@ -231,8 +243,9 @@ def _val_bags(path: Path, manifest: Manifest, pipes: dict) -> dict:
             s = pipe.head_scores({manifest.links[0].source: resample_segments(f, S)}, S)
             scores[kind].append(segment_scores_to_frames(s, int(n)))
         truth.append(frame_labels(int(n), iv))
-    return {"val": path.name, "videos": len(bags), "frames": int(sum(len(t) for t in truth)),
-            "head_only": True, **{kind: _auc(s, truth) for kind, s in scores.items()}}
+    return _ties({"val": path.name, "videos": len(bags),
+                  "frames": int(sum(len(t) for t in truth)), "head_only": True,
+                  **{kind: _auc(s, truth) for kind, s in scores.items()}}, scores)
 
 
 # --- The gate -------------------------------------------------------------------------------------

@@ -291,6 +291,23 @@ def test_accuracy_gate_fails_past_its_threshold(int8_artifact, int8_data):
         run_gate(int8_artifact, m, opts, sample_video=int8_data["sample"])
 
 
+def test_accuracy_gate_on_feature_bags(int8_artifact, int8_data, shared_data):
+    """Head-only AUC on the real UCF-Crime dev bags (512-D, as R3D-18's features)."""
+    from edgevad_export.accuracy_gate import run_gate
+    from edgevad_export.precision import PrecisionOptions
+
+    m = load_manifest(int8_artifact)
+    dev = shared_data / "ucf_crime_r3d34" / "dev.npz"
+    report = run_gate(int8_artifact, m, PrecisionOptions(precision="int8", val=str(dev),
+                                                         max_auc_drop=100.0),
+                      sample_video=int8_data["sample"])
+    auc = report["auc"]
+    assert auc["head_only"] and auc["videos"] == 137  # 151 less the 14 empty bags
+    assert 0 <= auc["fp32"] <= 1 and 0 <= auc["int8"] <= 1
+    assert auc["drop_points"] == pytest.approx(100 * (auc["fp32"] - auc["int8"]), abs=1e-3)
+    assert set(auc["distinct_scores"]) == {"fp32", "int8"}
+
+
 def test_calibration_set_of_wrong_geometry(tmp_path, int8_data):
     from edgevad_calibration import CalibrationError, build_from_videos
 
