@@ -363,3 +363,22 @@ def test_engines_listed_and_checked_without_tensorrt(int8_artifact, tmp_path):
     (art / "backbone.int8.engine").write_bytes(b"other")
     with pytest.raises(EngineMismatchError, match="changed since it was built"):
         resolve_engine(art, m, bb)
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    (tmp_path / "corrupt.pt").write_bytes(np.random.default_rng(0).bytes(1000))
+    (tmp_path / "ckdir").mkdir()
+    (tmp_path / "ckdir" / "checkpoint.json").write_text(json.dumps(
+        {"format": "edgevad-head-checkpoint", "format_version": 1, "head": "mil",
+         "weights_file": "head.pt"}))
+    cases = [(tmp_path / "missing.pt", "does not exist"),
+             (tmp_path / "corrupt.pt", "truncated, corrupt or not a PyTorch checkpoint"),
+             (tmp_path / "ckdir", "")]
+    for checkpoint, message in cases:
+        with pytest.raises(Exception, match=message) as err:
+            export_model("mil", tmp_path / "out", backbone="r3d18", random_init="backbone",
+                         checkpoint=checkpoint)
+        assert "ckdir" in str(err.value) or checkpoint.name in str(err.value)
+        assert isinstance(err.value, (WeightsError, ExportError)) or "Checkpoint" in type(
+            err.value).__name__
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
