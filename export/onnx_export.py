@@ -28,6 +28,8 @@ from torch import nn
 from edgevad.errors import EdgevadError
 
 log = logging.getLogger(__name__)
+# torch's exporter warns, once per export, that torchvision (which edgevad never uses) is absent
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 __all__ = [
     "DEFAULT_OPSET", "BackboneAdapter", "DAMAdapter", "OnnxExport",
