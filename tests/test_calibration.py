@@ -173,3 +173,21 @@ def test_bags_set_and_bad_inputs(tmp_path, synthetic_bags):
     with pytest.raises(CalibrationError, match="method"):
         CalibrationSet("head", {"x": np.zeros((1, 2), np.float32)}, {"x": "float32"},
                        method="kl")
+
+
+def test_calibrate_command(videos, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgevad.cli import app
+
+    out = tmp_path / "set.npz"
+    result = CliRunner().invoke(app, ["calibrate", str(videos[0]), str(videos[1]), "-o", str(out),
+                                      "--backbone", "r3d18", "--samples", "3", "--method",
+                                      "entropy"])
+    assert result.exit_code == 0, result.output
+    cset = load_calibration(out)
+    assert cset.n_samples == 3 and cset.method == "entropy" and cset.input_geometry() == R3D
+    result = CliRunner().invoke(app, ["calibrate", str(videos[0]), "-o", str(tmp_path / "m"),
+                                      "--model", "dmrm", "--stage", "motion", "--samples", "1"])
+    assert result.exit_code == 0, result.output
+    assert load_calibration(tmp_path / "m.npz").role == "motion"

@@ -382,3 +382,17 @@ def test_bad_checkpoints_are_named(tmp_path):
         assert isinstance(err.value, (WeightsError, ExportError)) or "Checkpoint" in type(
             err.value).__name__
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_fp16_artifact(mil_artifact, int8_data, tmp_path):
+    out = exporter_mod.reduce_artifact(mil_artifact, tmp_path / "fp16", precision="fp16",
+                                       sample_video=int8_data["sample"])
+    m = load_manifest(out)
+    assert m.precision == "fp16" and m.calibration is None
+    assert m.stage("backbone").file == "backbone.fp16.onnx"
+    assert m.stage("backbone").variants["fp32"] == "backbone.onnx"
+    gate = m.parity["accuracy_gate"]
+    assert gate["passed"] and set(gate["score_diff"]) == {"fp16"}
+    with pytest.raises(ExportError, match="not a plain fp32 artifact"):
+        exporter_mod.reduce_artifact(out, tmp_path / "again", precision="int8",
+                                     sample_video=int8_data["sample"])
