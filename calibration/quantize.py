@@ -34,7 +34,8 @@ from edgevad_calibration.dataset import CalibrationError, resolve_method
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Int8Config", "QuantReport", "check_symmetric_qdq", "first_conv_nodes",
+__all__ = ["Int8Config", "QuantReport", "check_scales", "check_symmetric_qdq", "first_conv_nodes",
+           "finite_pads", "non_finite_pad_nodes",
            "preprocess_graph", "qdq_summary", "quantize_dynamic_int8", "quantize_ort_int8",
            "quantize_trt_qdq"]
 
@@ -141,6 +142,70 @@ def first_conv_nodes(model_or_path) -> list[str]:
     return found
 
 
+def non_finite_pad_nodes(model_or_path) -> list[str]:
+    """Pad nodes that pad with an infinity (TF "SAME" max pooling, as in I3D, pads with -inf):
+    their outputs have an infinite range that no int8 scale holds (and that ONNX Runtime's
+    histogram calibrators refuse)."""
+    import onnx
+
+    model = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) \
+        else model_or_path
+    graph = model.graph
+    found = []
+    for node in graph.node:
+        if node.op_type != "Pad" or len(node.input) < 3 or not node.input[2]:
+            continue
+        value = _const(graph, node.input[2])
+        if value is not None and not np.all(np.isfinite(value)):
+            found.append(node.name)
+    return found
+
+
+def finite_pads(path: str | Path) -> list[str]:
+    """Rewrite, in the graph file at ``path``, every Pad value of -inf (+inf) to -1e30 (+1e30):
+    the same max pooling for any activation a network produces, and a finite range that the
+    histogram calibrators can bin (float32's own extremes overflow their bin widths). Returns the
+    names of those Pad nodes (quantization keeps them fp32)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    names = non_finite_pad_nodes(model)
+    if not names:
+        return []
+    big = 1e30
+    pads = {n.input[2] for n in graph.node if n.name in names}
+    for init in graph.initializer:
+        if init.name in pads:
+            a = np.nan_to_num(numpy_helper.to_array(init), neginf=-big, posinf=big)
+            init.CopyFrom(numpy_helper.from_array(a.astype(np.float32), init.name))
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] in pads:
+            a = np.nan_to_num(numpy_helper.to_array(node.attribute[0].t), neginf=-big,
+                              posinf=big)
+            node.attribute[0].t.CopyFrom(numpy_helper.from_array(a.astype(np.float32)))
+    onnx.save(model, str(path))
+    return names
+
+
+def check_scales(path: str | Path) -> None:
+    """Raise :class:`CalibrationError` if a quantization scale is not a positive finite number
+    (a tensor with an infinite or NaN range in the calibration data)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    bad = []
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 1:
+            scale = _const(graph, node.input[1])
+            if scale is not None and not np.all(np.isfinite(scale) & (scale > 0)):
+                bad.append(node.input[0])
+    if bad:
+        raise CalibrationError(f"{Path(path).name}: tensors {sorted(set(bad))[:5]} got no finite "
+                               "int8 scale (infinite or NaN values in the calibration data)")
+
+
 def _supports_cache() -> bool:
     return "calibration_cache_path" in inspect.signature(_q().quantize_static).parameters
 
@@ -165,10 +230,14 @@ def _static(src: Path, dst: Path, reader, *, config: Int8Config, activation, wei
         calibrate_method=_method(config.method), extra_options=extra, **kwargs)
 
 
-def _prepared(src: Path, work: Path, config: Int8Config) -> Path:
-    if not config.preprocess:
-        return src
-    return preprocess_graph(src, work / f"{src.stem}.pre.onnx")
+def _prepared(src: Path, work: Path, config: Int8Config) -> tuple[Path, list[str]]:
+    """The graph to quantize (pre-processed, infinite pads made finite) and those pads' names."""
+    dst = work / f"{src.stem}.pre.onnx"
+    if config.preprocess:
+        preprocess_graph(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+    return dst, finite_pads(dst)
 
 
 def quantize_ort_int8(src: str | Path, dst: str | Path, reader, config: Int8Config | None = None,
@@ -182,13 +251,15 @@ def quantize_ort_int8(src: str | Path, dst: str | Path, reader, config: Int8Conf
     t0 = time.perf_counter()
     q = _q()
     with tempfile.TemporaryDirectory(prefix="edgevad-q-") as work:
-        pre = _prepared(src, Path(work), config)
+        pre, pads = _prepared(src, Path(work), config)
         exclude = list(config.exclude_nodes)
         if config.exclude_first_conv:
             exclude += [n for n in first_conv_nodes(pre) if n not in exclude]
+        exclude += [n for n in pads if n not in exclude]
         _static(pre, dst, reader, config=config, activation=q.QuantType.QUInt8,
                 weight=q.QuantType.QInt8, op_types=op_types, exclude=exclude, extra={},
                 cache=None if cache is None else Path(cache))
+    check_scales(dst)
     report = QuantReport("ort-static-qdq-u8s8", dst.name, config.method, "uint8", "int8",
                          config.per_channel, False, exclude, round(time.perf_counter() - t0, 2),
                          qdq_summary(dst))
@@ -206,14 +277,15 @@ def quantize_trt_qdq(src: str | Path, dst: str | Path, reader, config: Int8Confi
     q = _q()
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     with tempfile.TemporaryDirectory(prefix="edgevad-q-") as work:
-        pre = _prepared(src, Path(work), config)
+        pre, pads = _prepared(src, Path(work), config)
+        exclude = list(config.exclude_nodes) + [n for n in pads if n not in config.exclude_nodes]
         _static(pre, dst, reader, config=config, activation=q.QuantType.QInt8,
-                weight=q.QuantType.QInt8, op_types=TRT_OP_TYPES,
-                exclude=list(config.exclude_nodes), extra=extra,
-                cache=None if cache is None else Path(cache))
+                weight=q.QuantType.QInt8, op_types=TRT_OP_TYPES, exclude=exclude,
+                extra=extra, cache=None if cache is None else Path(cache))
+    check_scales(dst)
     summary = check_symmetric_qdq(dst)
     report = QuantReport("tensorrt-explicit-qdq-s8s8", dst.name, config.method, "int8", "int8",
-                         config.per_channel, True, list(config.exclude_nodes),
+                         config.per_channel, True, exclude,
                          round(time.perf_counter() - t0, 2), summary)
     log.info("int8 Q/DQ (TensorRT) %s in %.1f s: %s", dst.name, report.seconds, summary)
     return report

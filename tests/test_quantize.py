@@ -1,7 +1,7 @@
 """INT8 graphs: ONNX Runtime's U8S8 QDQ (first conv kept fp32, Conv3d fused as QLinearConv), the
 symmetric int8 Q/DQ graph for TensorRT, dynamic int8 for LSTM heads.
 
-A small 3D CNN (conv 3x7x7 stem, two 3x3x3 convs, pooling, linear) stands in for a backbone so the
+A small 3D CNN (conv 3x7x7 stem, I3D's -inf padded max pooling, two 3x3x3 convs, pooling, linear) stands in for a backbone so the
 file runs in seconds; the real backbones are measured by benchmarks/int8_backbones.py.
 """
 
@@ -23,6 +23,7 @@ from edgevad_calibration.quantize import (
     Int8Config,
     check_symmetric_qdq,
     first_conv_nodes,
+    non_finite_pad_nodes,
     quantize_dynamic_int8,
     quantize_ort_int8,
     quantize_trt_qdq,
@@ -39,6 +40,9 @@ class TinyC3(nn.Module):
 
     def forward(self, clip):
         x = torch.relu(self.stem(clip))
+        # TF "SAME" max pooling as I3D does it: pad with -inf, then pool
+        x = nn.functional.max_pool3d(nn.functional.pad(x, (0, 1, 0, 1), value=float("-inf")),
+                                     (1, 3, 3), stride=(1, 2, 2))
         x = torch.relu(self.c1(x))
         x = torch.relu(self.c2(x)) + x
         return self.fc(x.mean(dim=(2, 3, 4)))
@@ -83,7 +87,9 @@ def test_ort_int8_u8s8(tiny, tmp_path, method):
     out = tmp_path / "int8.onnx"
     report = quantize_ort_int8(path, out, cset.reader(), Int8Config(method=method))
     assert report.activations == "uint8" and report.weights == "int8" and report.per_channel
-    assert report.excluded_nodes == first_conv_nodes(path)
+    pads = non_finite_pad_nodes(path)
+    assert len(pads) == 1  # its output holds -inf: no int8 scale fits, so it stays fp32
+    assert report.excluded_nodes == first_conv_nodes(path) + pads
     graph = onnx.load(str(out)).graph
     acts = [n for n in graph.node if n.op_type == "QuantizeLinear"]
     zp_types = {onnx.numpy_helper.to_array(i).dtype for i in graph.initializer
@@ -106,7 +112,8 @@ def test_trt_qdq_is_symmetric_int8(tiny, tmp_path):
     quantize_ort_int8(path, tmp_path / "u8.onnx", cset.reader(), cache=cache)
     out = tmp_path / "qdq.onnx"
     report = quantize_trt_qdq(path, out, cset.reader(), cache=cache)
-    assert report.symmetric and report.activations == "int8" and report.excluded_nodes == []
+    assert report.symmetric and report.activations == "int8"
+    assert report.excluded_nodes == non_finite_pad_nodes(path)  # only the -inf pad
     summary = check_symmetric_qdq(out)
     assert summary["QuantizeLinear"] >= 4 and summary["per_channel_scales"] == 4  # 3 convs + fc
     graph = onnx.load(str(out)).graph
