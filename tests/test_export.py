@@ -396,3 +396,36 @@ def test_fp16_artifact(mil_artifact, int8_data, tmp_path):
     with pytest.raises(ExportError, match="not a plain fp32 artifact"):
         exporter_mod.reduce_artifact(out, tmp_path / "again", precision="int8",
                                      sample_video=int8_data["sample"])
+
+
+def test_dam_head_precision_is_measured(tmp_path):
+    """An LSTM head: fp32 or dynamic int8, whichever measures faster within the score tolerance
+    (no static candidate: DAM heads get no calibration set)."""
+    from edgevad_export.models.heads.dam import build_dam
+    from edgevad_export.precision import HEAD_SCORE_TOLERANCE, _choose_head, _Sessions
+    from edgevad_calibration.quantize import Int8Config
+
+    from edgevad.manifest import StageSpec, TensorSpec
+
+    torch.manual_seed(0)
+    head = DAMAdapter(build_dam("dist", feature_dim=64, hidden=64)).eval()
+    outputs = ["score", "detection", "clip_attention", "next_prev_map"]
+    x = torch.randn(1, 3, 64)
+    torch_to_onnx(head, (x, x), tmp_path / "head.onnx", ["clip_map", "prev_map"], outputs)
+    stage = StageSpec("head", "head.onnx", "head",
+                      (TensorSpec("clip_map", ("batch", 3, 64)),
+                       TensorSpec("prev_map", ("batch", 3, 64))),
+                      tuple(TensorSpec(n, ("batch",)) for n in outputs))
+    rng = np.random.default_rng(0)
+    feeds = {"clip_map": rng.standard_normal((1, 3, 64), dtype=np.float32),
+             "prev_map": rng.standard_normal((1, 3, 64), dtype=np.float32)}
+    file, record = _choose_head(tmp_path, stage, None, _Sessions(tmp_path), feeds, Int8Config())
+    assert set(record["measured"]) == {"fp32", "int8-dynamic"}
+    assert record["choice"] in record["measured"] and file == record["measured"][
+        record["choice"]]["file"]
+    assert record["measured"]["int8-dynamic"]["max_score_diff"] < 0.1
+    assert all(m["median_ms"] > 0 for m in record["measured"].values())
+    kept = {p.name for p in tmp_path.iterdir()}
+    assert "head.onnx" in kept and (record["choice"] == "int8-dynamic") == (
+        "head.int8-dynamic.onnx" in kept)
+    assert record["tolerance"] == HEAD_SCORE_TOLERANCE
