@@ -180,7 +180,14 @@ def build_artifact_engines(
                 if f:
                     (folder / f).unlink(missing_ok=True)
         records = []
+        wanted = []
         for precision in precisions:
+            if precision == "int8" and "int8_qdq" not in stage.variants:
+                precision = "fp16"  # a stage kept out of int8 (an LSTM head): its fp16 engine
+                log.info("stage %s has no Q/DQ graph: fp16 engine instead of int8", stage.name)
+            if precision not in wanted:
+                wanted.append(precision)
+        for precision in wanted:
             graph, flags, strong = engine_plan(trt, stage, precision)
             engine = folder / f"{stage.name}.{precision}.engine"
             meta = build_engine(folder / graph, engine, stage=stage, precision=precision,
