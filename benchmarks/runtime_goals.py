@@ -1,7 +1,7 @@
 """The runtime performance goals of issue #6, measured with ``edgevad bench`` (README table).
 
     python benchmarks/runtime_goals.py --out /tmp/runtime_goals            # artifacts in /tmp
-    python benchmarks/runtime_goals.py --r3d18-int8 DIR --i3d-int8 DIR     # with INT8 rows
+    python benchmarks/runtime_goals.py --r3d18-int8 DIR --i3d-int8 DIR --dam-int8 DIR  # + INT8
     python benchmarks/runtime_goals.py --make-missing                      # export what is absent
 
 Runs, each as a printed ``edgevad bench`` command writing one JSON report into ``--out``:
@@ -84,8 +84,9 @@ def overhead_row(doc: dict, label: str, artifact: Path) -> list:
 
 
 def head_row(doc: dict, artifact: Path, label: str, goal: str) -> list:
-    iso = _run(doc, artifact)["isolated"]["head"]
-    return [f"{label} alone, batch 1 (p50 / mean)",
+    run = _run(doc, artifact)
+    iso = run["isolated"]["head"]
+    return [f"{label} {run['stage_precisions']['head']} alone, batch 1 (p50 / mean)",
             f"{iso['p50_ms']:.3f} / {iso['mean_ms']:.3f} ms", goal]
 
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--i3d", type=Path, default=Path("/tmp/art_mil"))
     p.add_argument("--i3d-int8", type=Path, default=None)
     p.add_argument("--dam", type=Path, default=Path("/tmp/art_dam"))
+    p.add_argument("--dam-int8", type=Path, default=None)
     p.add_argument("--make-missing", action="store_true",
                    help="export the R3D-18 and DAM artifacts when their folders are absent")
     p.add_argument("--iters", type=int, default=20, help="clips measured for R3D-18 (I3D: "
@@ -114,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
 
     r3d = [a.r3d18] + ([a.r3d18_int8] if a.r3d18_int8 else [])
     i3d = [a.i3d] + ([a.i3d_int8] if a.i3d_int8 else [])
+    dam = [a.dam] + ([a.dam_int8] if a.dam_int8 else [])
     docs = {
         "r3d18": bench(a.out, "r3d18", r3d, "--iters", str(a.iters), *threads),
         "i3d": bench(a.out, "i3d", i3d, "--iters", str(max(3, a.iters // 3)), "--warmup", "1",
                      *threads),
-        "dam": bench(a.out, "dam", [a.dam], "--iters", "2", "--warmup", "1", "--no-reference",
+        "dam": bench(a.out, "dam", dam, "--iters", "2", "--warmup", "1", "--no-reference",
                      *threads),
         "streams": bench(a.out, "streams", [r3d[-1]], "--streams", "1,2,4,8", "--iters", "4",
                          "--warmup", "1", "--no-reference", "--no-isolated", *threads),
@@ -131,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                               ">= 5x (int8)" if art != a.r3d18 else "-")
     for art in i3d:
         rows += backbone_rows(docs["i3d"], "I3D 16x224x224", art, "-", "about 3x (fp32)")
-    rows.append(head_row(docs["dam"], a.dam, "DAM step (head)", "< 2 ms"))
-    rows.append(head_row(docs["i3d"], a.i3d, "MIL head per clip", "< 0.05 ms"))
+    for art in dam:
+        rows.append(head_row(docs["dam"], art, "DAM step (head)", "< 2 ms"))
+    for art in i3d:
+        rows.append(head_row(docs["i3d"], art, "MIL head per clip", "< 0.05 ms"))
     rows.append(overhead_row(docs["r3d18"], "R3D-18 112 (shorter side 112 + crop)", a.r3d18))
     rows.append(overhead_row(docs["i3d"], "I3D 224 (resize to 224x224)", a.i3d))
     scaling = docs["streams"]["runs"]

@@ -45,10 +45,12 @@ def _references(artifacts: list[Path], batch: int, warmup: int, iters: int,
     for folder in artifacts:
         m = load_manifest(folder, verify=False)
         key = (m.head, tuple(sorted(m.backbones.items())), batch)
-        if key not in done:
-            err.print(f"[dim]PyTorch eager reference: {folder.name}, batch {batch}[/dim]")
-            done[key] = eager_reference(folder, batch, warmup, iters, threads)
-        out.append({**done[key], "artifact": str(folder)})
+        if key in done:  # the same model (another precision): one measurement, shown once
+            out.append({**done[key], "artifact": str(folder), "same_as": done[key]["artifact"]})
+            continue
+        err.print(f"[dim]PyTorch eager reference: {folder.name}, batch {batch}[/dim]")
+        done[key] = eager_reference(folder, batch, warmup, iters, threads)
+        out.append(done[key])
     return out
 
 

@@ -9,7 +9,8 @@ Document (``format: edgevad-bench``, ``schema_version: 1``)::
     runs         one record per artifact x stream count (edgevad.bench.runner): stages
                  {name: {unit, count, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, ...}},
                  throughput, detector_overhead_ms_per_frame, time_to_first_score_s, memory, ...
-    references   PyTorch eager records (edgevad.bench.reference), or {skipped: why}
+    references   PyTorch eager records (edgevad.bench.reference), or {skipped: why}; artifacts
+                 of the same model share one measurement (``same_as`` names the first)
     comparisons  per run: ratios of frames/s to the first artifact at the same stream count
                  and of model frames/s to the eager reference at the same batch
 
@@ -204,7 +205,7 @@ def _comparison_table(doc: dict) -> Table:
                   _f(c.get("ratio_frames_per_s"), 2),
                   _f(c.get("speedup_vs_eager"), 2))
     for ref in doc["references"]:
-        if "kind" in ref:
+        if "kind" in ref and "same_as" not in ref:
             m = ref["stages"]["eager:model"]
             t.add_row(f"{Path(ref['artifact']).name} (PyTorch eager)", "fp32", str(ref["batch"]),
                       "-", _f(ref["model_frames_per_s"]), _ms(m["p50_ms"]), "-", "-", "-", "1.00")
@@ -241,7 +242,7 @@ def print_report(doc: dict, console: Console | None = None) -> None:
         console.print(_stage_table(run))
         console.print(_summary(run, fps))
     for ref in doc["references"]:
-        if "skipped" in ref:
+        if "skipped" in ref and "same_as" not in ref:
             console.print(f"[yellow]PyTorch eager reference skipped:[/yellow] {ref['skipped']}")
     if len({r["artifact"] for r in doc["runs"]}) > 1 or any("kind" in r for r in doc["references"]):
         console.print(_comparison_table(doc))

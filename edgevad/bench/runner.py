@@ -12,11 +12,10 @@ last batch it saw (``isolated``), repeated to get stable numbers for fast heads.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevad.bench.machine import memory_now, reset_peak_memory
+from edgevad.bench.machine import memory_now, release_freed_memory, reset_peak_memory
 from edgevad.bench.sources import FrameSource
 from edgevad.bench.stats import LatencyStats
 from edgevad.bench.timing import (StageClock, clock, cpu_clock, timed_stream_stages,
@@ -103,7 +102,7 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
     if streams < 1:
         raise BenchError(f"streams must be >= 1, got {streams}")
     folder = check_artifact_dir(artifact_dir)
-    gc.collect()
+    release_freed_memory()
     peak_is_per_run = reset_peak_memory()
     mem_before = memory_now()
     sclock = StageClock()
@@ -224,5 +223,5 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
         "isolated": isolated,
     }
     del det, engines
-    gc.collect()
+    release_freed_memory()
     return record
