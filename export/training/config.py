@@ -15,7 +15,7 @@ from edgevad.errors import EdgevadError
 
 OPTIMIZERS = ("adagrad", "adam", "adamw", "sgd")
 PAIRINGS = ("paired", "all")
-SELF_TRAINABLE = ("mil", "mrm", "mil-ctx")
+SELF_TRAINABLE = ("mil", "mrm", "mil-ctx", "mil-dis")
 """Heads whose only output is a score per segment, so segment pseudo-labels can train them."""
 
 
@@ -45,9 +45,10 @@ class TrainConfig:
     sparsity: float = 8e-5
     pairing: str = "paired"
     topk: int = 1
-    """``mil`` and ``mil-ctx``: rank the mean of the k top segments (1 = Sultani's maximum)."""
+    """``mil``, ``mil-ctx``, ``mil-dis``: rank the mean of the k top segments (1 = Sultani's
+    maximum)."""
     self_training: bool = False
-    """Two stages (mil, mrm, mil-ctx): the ranking-trained head labels the top
+    """Two stages (mil, mrm, mil-ctx, mil-dis): the ranking-trained head labels the top
     ``pseudo_positive`` share of each anomalous training video's segments as anomalous (the rest
     of that video is left out) and every normal segment as normal; a fresh head of the same
     architecture is then trained on those segment labels with binary cross-entropy."""

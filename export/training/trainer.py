@@ -18,6 +18,8 @@ Sultani et al. and the heads' papers), each a bag of ``segments`` (32) segment f
                 weighted cross-entropy), categories mapped to ``edgevad.zoo.UCF_CRIME_CLASSES``.
 ``mil-ctx``     :func:`~edgevad_export.models.heads.context.topk_ranking_loss` (the mean of the k
                 top segments ranked, RTFM-style; k = ``config.topk``) on the context head.
+``mil-dis``     ``topk_ranking_loss`` (and self-training) on the head's ungated ``detection``; its
+                change gate is fixed (fitted on the training bags) and applies at inference only.
 ==============  ==================================================================================
 
 How long to train: with ``config.val_share`` a stratified share of the training videos is held
@@ -60,6 +62,8 @@ from edgevad.errors import EdgevadError
 log = logging.getLogger(__name__)
 
 DAM_HEADS = ("dam-dist", "dam-cov")
+GATED_AT_INFERENCE = ("mil-dis",)
+"""Heads whose ``scores`` are a trained ``detection`` times a fixed gate (trained ungated)."""
 
 
 class TrainingError(EdgevadError):
@@ -140,13 +144,15 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
             model = _new_head(name, config, builder_kwargs, fit_feats)
 
             def pseudo_label_loss(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
-                scores = forward_scores(name, model, feats[idx])["scores"].clamp(1e-6, 1 - 1e-6)
+                out = forward_scores(name, model, feats[idx])
+                scores = trained_scores(name, out).clamp(1e-6, 1 - 1e-6)
                 bce = F.binary_cross_entropy(scores, target[idx], reduction="none")
                 return (bce * mask[idx]).sum() / mask[idx].sum().clamp_min(1.0)
 
             stages.append(_fit(model, pseudo_label_loss, sample, config, bar,
                                f"self-train {name}", rows, step_times, t0,
                                first_step=config.steps + 1, val_batches=val_batches))
+        calibration = _calibrate(model, feats, labels, np.concatenate([val_anom, val_norm]))
     wall = time.perf_counter() - t0
     model.eval()
 
@@ -167,6 +173,7 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
             "share": config.val_share,
             "held_out_names": [str(bags.names[i]) for i in np.concatenate([val_anom, val_norm])],
             "stages": stages,
+            "calibration": calibration,
         },
         "class_names": list(zoo.UCF_CRIME_CLASSES) if name == "joint" else [],
         "score_range": list(zoo.get_head(name).score_range),
@@ -180,8 +187,11 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
 def _new_head(name: str, config: TrainConfig, builder_kwargs: dict, feats: torch.Tensor):
     """A freshly initialised head in train mode, its feature standardiser (if any) fitted."""
     model = build_head(name, backbone=config.backbone, builder_kwargs=builder_kwargs)
+    fit_statistics = getattr(model, "fit_statistics", None)
     standardizer = getattr(model, "standardizer", None)
-    if standardizer is not None:
+    if fit_statistics is not None:
+        fit_statistics(feats)
+    elif standardizer is not None:
         standardizer.fit(feats)
     return model.train()
 
@@ -230,6 +240,25 @@ def _fit(model: torch.nn.Module, loss_of: Callable, sample: Callable, config: Tr
 
 
 @torch.no_grad()
+def _calibrate(model: torch.nn.Module, feats: torch.Tensor, labels: np.ndarray,
+               held_out: np.ndarray) -> dict[str, float] | None:
+    """Heads with a ``calibrate(features, labels)`` method (``mil-dis``) fit their score scale on
+    the held-out training videos; None when there are none or the head has no such method."""
+    calibrate = getattr(model, "calibrate", None)
+    if calibrate is None or not len(held_out):
+        return None
+    model.eval()
+    method = "Youden's J on held-out video peaks, mapped to 0.5 by a power"
+    try:
+        threshold = calibrate(feats[held_out], torch.from_numpy(labels[held_out]))
+    except ValueError as exc:
+        log.warning("scores left uncalibrated: %s", exc)
+        return {"method": method, "skipped": str(exc)}
+    return {"method": method, "video_threshold": round(float(threshold), 6),
+            "score_power": round(float(model.score_power), 6)}
+
+
+@torch.no_grad()
 def _held_out_loss(model: torch.nn.Module, loss_of: Callable, batches: list[torch.Tensor]) -> float:
     model.eval()
     value = float(np.mean([loss_of(model, idx).item() for idx in batches]))
@@ -267,7 +296,7 @@ def pseudo_labels(model: torch.nn.Module, name: str, feats: torch.Tensor, labels
     segment is normal.
     """
     model.eval()
-    scores = forward_scores(name, model, feats)["scores"]
+    scores = trained_scores(name, forward_scores(name, model, feats))
     target = torch.zeros_like(scores)
     mask = torch.ones_like(scores)
     k = max(1, int(round(scores.shape[1] * positive_share)))
@@ -298,11 +327,20 @@ def forward_scores(name: str, model: torch.nn.Module, x: torch.Tensor,
     if name == "joint":
         scores, logits = model(x)
         return {"scores": scores, "class_logits": logits}
+    if name in GATED_AT_INFERENCE:
+        detection = model.detection(x)
+        return {"scores": model.gated(detection, x), "detection": detection}
     if name == "dmrm":
         if motion is None:
             raise TrainingError("dmrm needs the motion stream as well as the appearance features")
         return {"scores": model(x, motion)}
     return {"scores": model(x)}
+
+
+def trained_scores(name: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The segment scores the MIL objectives train: the ungated ``detection`` of heads gated at
+    inference only (``GATED_AT_INFERENCE``), else ``scores``."""
+    return out["detection"] if name in GATED_AT_INFERENCE else out["scores"]
 
 
 def _loss(name: str, cfg: TrainConfig, model: torch.nn.Module, x: torch.Tensor,
@@ -326,10 +364,12 @@ def _loss(name: str, cfg: TrainConfig, model: torch.nn.Module, x: torch.Tensor,
                                  detection_weight=cfg.detection_weight,
                                  classification_weight=cfg.classification_weight,
                                  smooth=cfg.smooth, sparsity=cfg.sparsity, **common)
-    if name in ("mil", "mil-ctx"):
+    if name in ("mil", "mil-ctx", "mil-dis"):
         from edgevad_export.models.heads.context import topk_ranking_loss
 
-        return topk_ranking_loss(sa, sn, cfg.topk, cfg.smooth, cfg.sparsity, **common)
+        trained = trained_scores(name, out)
+        return topk_ranking_loss(trained[:na], trained[na:], cfg.topk, cfg.smooth, cfg.sparsity,
+                                 **common)
     raise TrainingError(f"no training objective for head {name!r}")
 
 
