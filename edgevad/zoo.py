@@ -104,6 +104,17 @@ class HeadSpec:
     description: str = ""
     paper: str = ""
     builder_kwargs: dict = field(default_factory=dict)
+    default_checkpoint: str | None = None
+    """A trained checkpoint folder shipped inside the ``edgevad`` package (relative to it), used
+    when no checkpoint is given: ``edgevad export --model NAME`` then needs no other file."""
+
+    def default_checkpoint_dir(self):
+        """Absolute path of :attr:`default_checkpoint`, or None when the head ships none."""
+        if self.default_checkpoint is None:
+            return None
+        from pathlib import Path
+
+        return Path(__file__).resolve().parent / self.default_checkpoint
 
 
 @dataclass(frozen=True)
@@ -326,11 +337,13 @@ register_head(HeadSpec(
     outputs=("scores",),
     description="MIL ranking head: 3-layer MLP with dropout, a sigmoid score per segment",
     paper="Sultani, Chen & Shah, Real-world Anomaly Detection in Surveillance Videos, CVPR 2018",
+    default_checkpoint="checkpoints/mil",
 ))
 register_head(HeadSpec(
     name="mrm",
     builder="edgevad_export.models.heads.mrm:build_mrm",
-    default_backbone="r3d34",
+    default_backbone="i3d",
+    default_checkpoint="checkpoints/mrm",
     inputs=("features",),
     outputs=("scores",),
     description="MIL head over 3D-ResNet features trained with multiple ranking measures (MILR)",
@@ -342,6 +355,7 @@ register_head(HeadSpec(
     builder="edgevad_export.models.heads.dmrm:build_dmrm",
     default_backbone="i3d",
     motion_backbone="motion-i3d",
+    default_checkpoint="checkpoints/dmrm",
     inputs=("appearance", "motion"),
     outputs=("scores",),
     description="Appearance + optical-flow motion features fused, then the MRM-trained MIL head",
@@ -368,23 +382,13 @@ for _variant in ("dist", "cov"):
 register_head(HeadSpec(
     name="mil-ctx",
     builder="edgevad_export.models.heads.context:build_context_mil",
-    default_backbone="r3d34",
+    default_backbone="i3d",
+    default_checkpoint="default_model",
     inputs=("features",),
     outputs=("scores",),
     description="MIL with temporal context: L2-normalised segment features beside their "
                 "difference from a 5-segment window mean, trained by top-3 mean ranking",
     paper="Sultani et al. CVPR 2018 head; top-k selection as in Tian et al., RTFM, ICCV 2021",
-))
-register_head(HeadSpec(
-    name="mil-dis",
-    builder="edgevad_export.models.heads.dissimilarity:build_dissimilarity_mil",
-    default_backbone="r3d34",
-    inputs=("features",),
-    outputs=("scores",),
-    description="Self-trained MIL detector on standardised features, times a DAM-style gate: the "
-                "segment's feature change from the previous segment (causal, window >= 2)",
-    paper="Sultani et al. CVPR 2018 detector; dissimilarity with the previous clip as in Majhi "
-          "et al., DAM, AVSS 2021",
 ))
 register_head(HeadSpec(
     name="joint",

@@ -314,6 +314,8 @@ def export_model(
     random = _random_stages(random_init)
     if sample_video is not None and not Path(sample_video).is_file():
         raise ExportError(f"Sample video {sample_video} does not exist")
+    if checkpoint is None and "head" not in random:  # the head's shipped checkpoint, if any
+        checkpoint = spec.default_checkpoint_dir()
     meta = _checkpoint_meta(checkpoint)
     if backbone is None and meta is not None:
         backbone = (meta.get("protocol") or {}).get("backbone")

@@ -423,10 +423,15 @@ def _motion_stream(bags: FeatureBags, motion_bags, segments: int) -> tuple[torch
                             f"(e.g. {', '.join(missing[:3])})")
     stacked = mb.stacked(segments)[[index[n] for n in bags.names]]
     source = Path(mb.source) if mb.source else None
+    from edgevad.protocols import extraction_record
+
+    record = extraction_record(str(source)) if source else None
     return torch.from_numpy(stacked), {
+        "backbone": (record or {}).get("backbone"),
         "feature_dim": mb.feature_dim,
         "feature_file": str(source) if source else None,
         "feature_file_sha256": sha256_file(source) if source and source.is_file() else None,
+        **({"extraction": record} if record else {}),
     }
 
 

@@ -1,0 +1,120 @@
+"""Train the shipped checkpoints of the zoo's I3D heads (mil, mrm, dmrm) on UCSD Ped2, and measure.
+
+    python benchmarks/ped2_end_to_end.py --work /tmp/ped2      # I3D appearance features (once)
+    python benchmarks/ped2_zoo_heads.py --work /tmp/ped2 --out edgevad/checkpoints
+
+These are what ``edgevad export --model NAME`` exports when no ``--checkpoint`` is given (the
+default model, ``mil-ctx``, is ``edgevad/default_model``). Same split and settings as the default
+model (``benchmarks/ped2_default_model.py``; its ``CONFIG`` with the head swapped): train on the
+16 normal training videos + test videos 07-12 (video labels), evaluate frame AUC on 01-06, never
+trained on. ``dmrm`` also needs the motion stream: DIS optical flow through ``motion-i3d`` (the
+Kinetics I3D with a cross-modal flow stem), extracted here with the same clips (resumable).
+
+Each ``<out>/<head>/`` is an ``edgevad train`` checkpoint folder plus ``provenance.json`` (the
+commands, data hashes, the measured AUC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ped2_default_model import CONFIG, TEST_FOLD, TRAIN_FOLD, _sha, run, write_split  # noqa: E402
+from ped2_end_to_end import PED2, SEGMENTS, STRIDE  # noqa: E402
+
+HEADS = ("mil", "mrm", "dmrm")
+
+
+def motion_split(work: Path, data: Path) -> tuple[Path, Path]:
+    """Motion-stream bags of the same split, in the same video order as the appearance bags."""
+    from edgevad_export.extraction.extract import extract_features
+
+    whole = {}
+    for split, label in (("training", False), ("testing", True)):
+        path = work / f"ped2_{split}_motion-i3d.npz"
+        if not path.is_file():
+            videos = sorted((data / split).glob("*.mp4"))
+            print(extract_features(videos, "motion-i3d", path, segments=SEGMENTS, stride=STRIDE,
+                                   labels={v.stem: label for v in videos}).summary(), flush=True)
+        with np.load(path) as d:
+            whole[split] = {k: d[k] for k in d.files}
+    keys = ("features", "n_segments", "name", "label", "category", "n_frames")
+
+    def rows(arrays, names):
+        idx = [i for i, n in enumerate(arrays["name"]) if str(n) in names]
+        return {k: arrays[k][idx] for k in keys}
+
+    train = {k: np.concatenate([whole["training"][k], rows(whole["testing"], TRAIN_FOLD)[k]])
+             for k in keys}
+    out = work / "ped2_train_B_motion.npz", work / "ped2_test_A_motion.npz"
+    np.savez(out[0], **train, protocol=whole["training"]["protocol"])
+    np.savez(out[1], **rows(whole["testing"], TEST_FOLD), protocol=whole["testing"]["protocol"])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=PED2)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    args = parser.parse_args(argv)
+    labels = json.loads((args.data / "test_frame_labels.json").read_text())
+    train_path, test_path = write_split(args.work, labels)
+    motion = motion_split(args.work, args.data) if "dmrm" in args.heads else None
+    edgevad = [sys.executable, "-m", "edgevad"]
+    results = {}
+    for head in args.heads:
+        config = {**CONFIG, "model": head}
+        cfg_path = args.work / f"{head}_config.json"
+        cfg_path.write_text(json.dumps(config, indent=2) + "\n")
+        out = args.out / head
+        train_cmd = ["train", "-m", head, "--features", str(train_path), "--config",
+                     str(cfg_path), "-o", str(out), "--no-progress"]
+        eval_cmd = ["eval", "--checkpoint", str(out), "--features", str(test_path), "-o",
+                    str(args.work / f"{head}_eval"), "--no-curves"]
+        if head == "dmrm":
+            train_cmd += ["--motion-features", str(motion[0])]
+            eval_cmd += ["--motion-features", str(motion[1])]
+        run(edgevad + train_cmd)
+        run(edgevad + eval_cmd)
+        report = json.loads((args.work / f"{head}_eval" / "report.json").read_text())
+        data = {"train_bags": _sha(train_path), "test_bags": _sha(test_path),
+                "test_frame_labels.json": _sha(args.data / "test_frame_labels.json")}
+        if head == "dmrm":
+            data.update(train_motion_bags=_sha(motion[0]), test_motion_bags=_sha(motion[1]))
+        short = lambda cmd: " ".join(cmd).replace(str(args.work), "WORK").replace(  # noqa: E731
+            str(args.out), "edgevad/checkpoints")
+        provenance = {
+            "what": f"{head} head over Kinetics-400 I3D features"
+                    + (" + motion-i3d flow features" if head == "dmrm" else "")
+                    + ", trained with video-level labels on UCSD Ped2 (bikes, skateboards, carts "
+                      "and vehicles on a pedestrian walkway). Not a crime detector.",
+            "reproduce": ["python benchmarks/ped2_end_to_end.py --work WORK",
+                          f"python benchmarks/ped2_zoo_heads.py --work WORK --out "
+                          f"edgevad/checkpoints --heads {head}",
+                          "# which runs: edgevad " + short(train_cmd),
+                          "# and:        edgevad " + short(eval_cmd)],
+            "config": config,
+            "split": {"train_normal": "ped2/training/01-16",
+                      "train_anomalous": [f"ped2/testing/{n}" for n in TRAIN_FOLD],
+                      "evaluated": [f"ped2/testing/{n}" for n in TEST_FOLD]},
+            "data_sha256": data,
+            "evaluation": {"videos": TEST_FOLD, "frame_auc": report["frame_auc"],
+                           "average_precision": report.get("average_precision")},
+        }
+        (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        results[head] = report["frame_auc"]
+        print(f"{head}: frame AUC on ped2/testing/01-06 (not trained on) "
+              f"{100 * report['frame_auc']:.2f}", flush=True)
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
