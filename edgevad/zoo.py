@@ -391,6 +391,17 @@ register_head(HeadSpec(
     paper="Sultani et al. CVPR 2018 head; top-k selection as in Tian et al., RTFM, ICCV 2021",
 ))
 register_head(HeadSpec(
+    name="mil-dis",
+    builder="edgevad_export.models.heads.dissimilarity:build_dissimilarity_mil",
+    default_backbone="r3d34",
+    inputs=("features",),
+    outputs=("scores",),
+    description="Self-trained MIL detector on standardised features, times a DAM-style gate: the "
+                "segment's feature change from the previous segment (causal, window >= 2)",
+    paper="Sultani et al. CVPR 2018 detector; dissimilarity with the previous clip as in Majhi "
+          "et al., DAM, AVSS 2021",
+))
+register_head(HeadSpec(
     name="joint",
     builder="edgevad_export.models.heads.joint:build_joint",
     default_backbone="i3d",
