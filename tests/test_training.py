@@ -60,6 +60,20 @@ def test_short_real_run_beats_chance_on_dev(real_run):
     assert report["not_scored"]["empty"]["count"] == 14
 
 
+def test_short_real_mil_dis_run_with_held_out_stopping_beats_chance(real_run, tmp_path):
+    """The winning recipe (self-training, held-out stopping and calibration, change gate) on the
+    same 300 real training videos, 60 steps per stage at most."""
+    from edgevad_export.evaluation.evaluate import evaluate
+
+    _, dev, small = real_run
+    cfg = TrainConfig(model="mil-dis", topk=3, self_training=True, val_share=0.2, steps=60,
+                      eval_every=20, patience=2, val_batches=2, seed=0,
+                      head_kwargs={"hidden": 128})
+    report = evaluate(train(cfg, small, tmp_path / "mil-dis", progress=False), dev, plots=False)
+    assert report["frame_auc"] > 0.7, report["frame_auc"]
+    assert report["far_at_0.5"] < 0.01, report["far_at_0.5"]
+
+
 def test_checkpoint_folder_contents(real_run):
     ckpt, _, small = real_run
     meta = json.loads((ckpt / "checkpoint.json").read_text())

@@ -59,7 +59,7 @@ class TrainConfig:
     its own objective on fixed held-out batches and keeps the weights where it was lowest; it
     stops after ``patience`` evaluations without improvement. 0: no hold-out, the last step's
     weights (the papers' protocol). Weak heads over pooled features overfit the noisy weak labels
-    quickly (on UCF-Crime R3D-34 the held-out loss is lowest after ~100 of 1500 steps)."""
+    quickly (on UCF-Crime R3D-34 the held-out loss is lowest after 25-225 of 1500 steps)."""
     eval_every: int = 25
     patience: int = 8
     """Held-out evaluations without a new best before a stage stops (0: run all ``steps``)."""

@@ -25,7 +25,7 @@ Sultani et al. and the heads' papers), each a bag of ``segments`` (32) segment f
 How long to train: with ``config.val_share`` a stratified share of the training videos is held
 out, and each stage (ranking, then self-training) keeps the weights where its own objective on
 fixed held-out batches is lowest (early stopping; no test data involved). On the UCF-Crime
-R3D-34 features both stages are best after ~25-150 steps, not the papers' thousands.
+R3D-34 features both stages are best after 25-225 steps, not the papers' thousands.
 
 Speed on CPU stays flat over a run: denormal floats are flushed to zero (weights decaying towards
 zero otherwise slow a small MLP down 100x) and the steps/s of the first and last tenth are
