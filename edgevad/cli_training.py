@@ -66,13 +66,15 @@ def extract_command(
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda."),
     resume: bool = typer.Option(True, help="Reuse videos finished by an interrupted run."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    feature_map: bool = typer.Option(False, "--feature-map", help="Keep each clip's t x D "
+                                     "feature map (I3D), flattened: what DAM heads train on."),
 ) -> None:
     """Extract feature bags from videos with a registered backbone (resumable)."""
     extract = training_side("edgevad extract", "edgevad_export.extraction.extract")
     try:
         report = extract.extract_features(
             inputs, backbone, out, weights=weights, random_init=random_init, resume=resume,
-            progress=progress, **_given(segments=segments, clip_len=clip_len, stride=stride,
+            progress=progress, feature_map=feature_map, **_given(segments=segments, clip_len=clip_len, stride=stride,
                                         batch_size=batch_size, device=device))
     except KeyboardInterrupt:
         console.print(f"interrupted: run the same command again to resume (finished videos are "

@@ -410,6 +410,7 @@ def extract_features(
     progress: bool = True,
     device: str = "cpu",
     keep_parts: bool = False,
+    feature_map: bool = False,
 ) -> ExtractReport:
     """Extract segment feature bags of ``videos`` with ``backbone`` into the ``.npz`` ``out``.
 
@@ -420,6 +421,8 @@ def extract_features(
     category ``Unlabelled`` and listed in the report. ``resume``: reuse the per-video parts of an
     interrupted run in ``<out>.parts/``. Unreadable videos are skipped and listed in
     ``ExtractReport.failed``; if none succeeds, ``ExtractionError`` is raised and nothing written.
+    ``feature_map``: keep the clip's feature map before temporal pooling (I3D: t x D, flattened
+    to ``t * D`` per segment; the protocol records ``map_steps = t``), which DAM heads train on.
     """
     out = Path(out)
     if segments < 1:
@@ -443,7 +446,13 @@ def extract_features(
         raise ExtractionError(f"Several inputs share the video name(s) {', '.join(dupes)} (the file "
                               "stem names a bag): rename them or extract them into separate files")
     item_labels, item_cats, unlabelled = _resolve_labels(items, labels, categories)
+    if feature_map and not spec.feature_map:
+        raise ValueError(f"backbone {backbone!r} has no feature map (DAM needs i3d)")
     protocol = _protocol(spec, geometry, _weights_record(spec, weights, random_init), segments)
+    if feature_map:
+        protocol.update(features="forward_feature_map (t x D per clip, flattened to t * D)",
+                        map_steps=_map_steps(backbone, geometry))
+        protocol["feature_dim"] = protocol["map_steps"] * spec.feature_dim
 
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = Path(f"{out}.parts")
@@ -471,7 +480,7 @@ def extract_features(
                     model = _load_model(backbone, weights, random_init, device)
                 try:
                     part = _extract_one(it, model, geometry, segments, batch_size, device, report,
-                                        bar, console)
+                                        bar, console, feature_map=feature_map)
                 except VideoError as exc:
                     report.failed[it.name] = str(exc)
                     console.print(f"[yellow]warning:[/] skipped video {it.name}: {exc}")
@@ -512,8 +521,20 @@ def _load_model(backbone: str, weights, random_init: bool, device: str):
     return model.to(device).eval()
 
 
+def _map_steps(backbone: str, geometry: zoo.InputGeometry) -> int:
+    """Time steps of the backbone's feature map for clips of this geometry (I3D: clip_len / 8 - 1
+    rounded as its pooling does; 7 for 64 frames)."""
+    import torch
+
+    model = zoo.resolve(zoo.get_backbone(backbone).builder)()  # shapes only: no weights needed
+    shape = (1, geometry.channels, geometry.clip_len, *geometry.size)
+    with torch.inference_mode():
+        return int(model.forward_feature_map(torch.zeros(shape)).shape[1])
+
+
 def _extract_one(item: VideoItem, model, geometry: zoo.InputGeometry, segments: int,
-                 batch_size: int, device: str, report: ExtractReport, bar, console) -> dict:
+                 batch_size: int, device: str, report: ExtractReport, bar, console,
+                 feature_map: bool = False) -> dict:
     """Features [segments, D], frame and clip counts of one video; VideoError if unreadable."""
     import torch
 
@@ -542,7 +563,10 @@ def _extract_one(item: VideoItem, model, geometry: zoo.InputGeometry, segments: 
         t = time.perf_counter()
         x = torch.from_numpy(np.stack(batch)).to(device)
         with torch.inference_mode():
-            y = model.forward_features(x) if hasattr(model, "forward_features") else model(x)
+            if feature_map:
+                y = model.forward_feature_map(x).flatten(1)
+            else:
+                y = model.forward_features(x) if hasattr(model, "forward_features") else model(x)
         y = y.float().cpu().numpy()
         backbone_s += time.perf_counter() - t
         if y.ndim != 2 or len(y) != len(batch):

@@ -88,6 +88,8 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
     rng = np.random.default_rng(config.seed)
 
     dim = bags.feature_dim
+    if name in DAM_HEADS:  # clip maps flattened by `extract --feature-map`: t steps of D
+        dim //= _map_steps(bags)
     protocol = _protocol(config, bags, dim)
     feats = torch.from_numpy(bags.stacked(config.segments))
     motion = None
@@ -319,10 +321,11 @@ def forward_scores(name: str, model: torch.nn.Module, x: torch.Tensor,
     ``class_logits`` (joint). DAM scores each segment online against the previous one (the first
     against itself).
     """
-    if name in DAM_HEADS:
+    if name in DAM_HEADS:  # bags of pooled features (t = 1) or of flattened t x D clip maps
         b, s, d = x.shape
+        t, d = d // model.feature_dim, model.feature_dim
         prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
-        score, det, att = model(x.reshape(b * s, 1, d), prev.reshape(b * s, 1, d))
+        score, det, att = model(x.reshape(b * s, t, d), prev.reshape(b * s, t, d))
         return {"scores": score.view(b, s), "detection": det.view(b, s), "attention": att.view(b, s)}
     if name == "joint":
         scores, logits = model(x)
@@ -385,6 +388,19 @@ def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimize
 
 
 # --- data and protocol -----------------------------------------------------------------------------
+
+def _map_steps(bags: FeatureBags) -> int:
+    """Time steps per segment of bags written by ``extract --feature-map`` (1 otherwise)."""
+    source = Path(bags.source) if bags.source else None
+    if source is None or not source.is_file():
+        return 1
+    from edgevad_export.extraction.extract import read_protocol
+
+    try:
+        return int(read_protocol(source).get("map_steps", 1))
+    except Exception:  # a file without a protocol record holds pooled features
+        return 1
+
 
 def _protocol(cfg: TrainConfig, bags: FeatureBags, dim: int) -> dict[str, Any]:
     if cfg.feature_dim is not None and cfg.feature_dim != dim:
