@@ -29,7 +29,7 @@ from edgevad_export.onnx_export import (
 )
 
 from edgevad.compare import compare_outputs
-from edgevad.errors import MissingDependencyError, UnknownNameError, WeightsError
+from edgevad.errors import EdgevadError, MissingDependencyError, UnknownNameError, WeightsError
 from edgevad.manifest import (
     MANIFEST_FILE,
     Manifest,
@@ -163,9 +163,9 @@ def test_failure_leaves_no_temp_dir(tmp_path, monkeypatch):
 
 
 def test_weights_required_without_random_init(tmp_path):
-    with pytest.raises(WeightsError, match="random"):
-        export_model("mil", tmp_path / "a", backbone="r3d18", random_init="backbone")
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match="r3d18-kinetics"):  # Hara's weights: user-supplied
+        export_model("mil", tmp_path / "a", backbone="r3d18", random_init="head")
+    with pytest.raises(EdgevadError, match="r3d18"):  # the shipped head is I3D's, or no weights
         export_model("mil", tmp_path / "b", backbone="r3d18")
     with pytest.raises(UnknownNameError):
         export_model("no-such-head", tmp_path / "c")
