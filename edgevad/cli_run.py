@@ -173,8 +173,8 @@ def _report(summaries: list[dict], out: Path, top: int) -> None:
                       f"({fps:.1f} frames/s), max score "
                       f"{'-' if s['max_score'] is None else format(s['max_score'], '.3f')}, "
                       f"{len(s['events'])} event(s)")
-        for kind, path in s["files"].items():
-            console.print(f"  {kind:<12} {path}")
+        for kind, path in s["files"].items():  # never wrapped: paths get copied
+            console.print(f"  {kind:<12} {path}", soft_wrap=True, highlight=False)
     events = [e for s in summaries for e in s["events"]]
     if not events:
         return

@@ -30,7 +30,7 @@ _CONTEXTS = ("none", "diff")
 
 
 class ContextMILHead(nn.Module):
-    def __init__(self, feature_dim: int = 512, hidden: int = 128, bottleneck: int = 32,
+    def __init__(self, feature_dim: int = 1024, hidden: int = 128, bottleneck: int = 32,
                  dropout: float = 0.6, normalize: bool = True, context: str = "diff",
                  window: int = 5, eps: float = 1e-6) -> None:
         super().__init__()
@@ -67,7 +67,7 @@ class ContextMILHead(nn.Module):
         return self.mlp(self.features(features))
 
 
-def build_context_mil(feature_dim: int = 512, **kwargs) -> ContextMILHead:
+def build_context_mil(feature_dim: int = 1024, **kwargs) -> ContextMILHead:
     """The ``mil-ctx`` head; kwargs: ``hidden=128, bottleneck=32, dropout=0.6, normalize=True,
     context="diff", window=5``."""
     return ContextMILHead(feature_dim=feature_dim, **kwargs)

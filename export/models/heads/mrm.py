@@ -24,6 +24,6 @@ class MRMHead(MILHead):
                          dropout=dropout, standardize=standardize)
 
 
-def build_mrm(feature_dim: int = 512, **kwargs) -> MRMHead:
+def build_mrm(feature_dim: int = 1024, **kwargs) -> MRMHead:
     """The zoo's ``mrm`` head; kwargs: ``hidden=512, bottleneck=32, dropout=0.6``."""
     return MRMHead(feature_dim=feature_dim, **kwargs)
