@@ -294,11 +294,22 @@ def quantize_trt_qdq(src: str | Path, dst: str | Path, reader, config: Int8Confi
 def quantize_dynamic_int8(src: str | Path, dst: str | Path,
                           op_types: Sequence[str] = ("LSTM", "MatMul", "Gemm")) -> QuantReport:
     """Weights-only int8 (dynamic quantization) of ``op_types``; no calibration data."""
+    import tempfile
+
+    import onnx
+
     q = _q()
     src, dst = Path(src), Path(dst)
     t0 = time.perf_counter()
-    q.quantize_dynamic(str(src), str(dst), op_types_to_quantize=list(op_types),
-                       per_channel=False, weight_type=q.QuantType.QInt8)
+    # the exporter's stale intermediate shapes (value_info) make the quantizer's shape inference
+    # fail on LSTM heads ("differ in dimension 0"): drop them and let it infer afresh
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        clean = Path(tmp) / src.name
+        onnx.save(model, str(clean))
+        q.quantize_dynamic(str(clean), str(dst), op_types_to_quantize=list(op_types),
+                           per_channel=False, weight_type=q.QuantType.QInt8)
     return QuantReport("ort-dynamic", dst.name, None, "dynamic uint8", "int8", False, False, [],
                        round(time.perf_counter() - t0, 2), qdq_summary(dst))
 

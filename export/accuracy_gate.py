@@ -149,7 +149,9 @@ def _gate_clips(manifest: Manifest, sample_video, calib_clips) -> tuple[list[dic
     groups = []
     for v in np.unique(index):
         ids = np.flatnonzero(index == v)
-        groups.append({"backbone": calib_clips.batch(ids)})
+        arrays = calib_clips.batch(ids)  # input name -> [n, C, T, H, W]
+        clip_input = manifest.stage("backbone").inputs[0].name
+        groups.append({"backbone": arrays.get(clip_input, next(iter(arrays.values())))})
     if manifest.has_stage("motion"):
         raise AccuracyGateError("the accuracy gate of a model with a motion stream needs "
                                 "--sample-video (consecutive frames for the flow)")

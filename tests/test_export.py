@@ -429,3 +429,21 @@ def test_dam_head_precision_is_measured(tmp_path):
     assert "head.onnx" in kept and (record["choice"] == "int8-dynamic") == (
         "head.int8-dynamic.onnx" in kept)
     assert record["tolerance"] == HEAD_SCORE_TOLERANCE
+
+
+def test_dynamic_int8_of_an_exported_dam_head(tmp_path):
+    """The exporter's graphs carry intermediate shapes that broke the quantizer's inference."""
+    from edgevad_export.models.heads.dam import build_dam
+    from edgevad_calibration.quantize import quantize_dynamic_int8
+
+    torch.manual_seed(0)
+    head = DAMAdapter(build_dam("dist", feature_dim=96, hidden=32)).eval()
+    outputs = ["score", "detection", "clip_attention", "next_prev_map"]
+    ex = (torch.randn(2, 7, 96), torch.randn(2, 7, 96))
+    torch_to_onnx(head, ex, tmp_path / "head.onnx", ["clip_map", "prev_map"], outputs)
+    quantize_dynamic_int8(tmp_path / "head.onnx", tmp_path / "head.int8.onnx")
+    feeds = {n: np.random.default_rng(1).standard_normal((3, 7, 96), dtype=np.float32)
+             for n in ("clip_map", "prev_map")}
+    fp32 = ort.InferenceSession(str(tmp_path / "head.onnx")).run(["score"], feeds)[0]
+    int8 = ort.InferenceSession(str(tmp_path / "head.int8.onnx")).run(["score"], feeds)[0]
+    assert np.abs(fp32 - int8).max() < 0.05
