@@ -1,4 +1,4 @@
-"""Train the shipped checkpoints of the zoo's I3D heads (mil, mrm, dmrm) on UCSD Ped2, and measure.
+"""Train the shipped checkpoints of the zoo's I3D heads (mil, mrm, dmrm, dam-*) on UCSD Ped2.
 
     python benchmarks/ped2_end_to_end.py --work /tmp/ped2      # I3D appearance features (once)
     python benchmarks/ped2_zoo_heads.py --work /tmp/ped2 --out edgevad/checkpoints
@@ -9,6 +9,9 @@ model (``benchmarks/ped2_default_model.py``; its ``CONFIG`` with the head swappe
 16 normal training videos + test videos 07-12 (video labels), evaluate frame AUC on 01-06, never
 trained on. ``dmrm`` also needs the motion stream: DIS optical flow through ``motion-i3d`` (the
 Kinetics I3D with a cross-modal flow stem), extracted here with the same clips (resumable).
+``dam-dist`` / ``dam-cov`` train on what they run on: I3D feature maps (t = 7 x 1024) of 64-frame
+clips, every 32 frames, 8 segments a video (``extract --feature-map``), with a 64-unit LSTM (the
+paper's 1024 would make a 67 MB checkpoint) for 300 steps.
 
 Each ``<out>/<head>/`` is an ``edgevad train`` checkpoint folder plus ``provenance.json`` (the
 commands, data hashes, the measured AUC).
@@ -27,7 +30,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ped2_default_model import CONFIG, TEST_FOLD, TRAIN_FOLD, _sha, run, write_split  # noqa: E402
 from ped2_end_to_end import PED2, SEGMENTS, STRIDE  # noqa: E402
 
-HEADS = ("mil", "mrm", "dmrm")
+HEADS = ("mil", "mrm", "dmrm", "dam-dist", "dam-cov")
+DAM = {"segments": 8, "steps": 300, "head_kwargs": {"hidden": 64}}
+
+
+def map_split(work: Path, data: Path, labels: dict) -> tuple[Path, Path]:
+    """Bags of 64-frame clips' I3D feature maps for the split (extracted once, resumable)."""
+    from edgevad_export.extraction.extract import extract_features
+
+    whole = {}
+    for split, label in (("training", False), ("testing", True)):
+        path = work / f"ped2_{split}_i3d-map64.npz"
+        if not path.is_file():
+            videos = sorted((data / split).glob("*.mp4"))
+            print(extract_features(videos, "i3d", path, segments=DAM["segments"], clip_len=64,
+                                   stride=32, feature_map=True, batch_size=2,
+                                   labels={v.stem: label for v in videos}).summary(), flush=True)
+        with np.load(path) as d:
+            whole[split] = {k: d[k] for k in d.files}
+    return _split(work, whole, "map64", labels)
+
+
+def _split(work: Path, whole: dict, tag: str, labels: dict | None = None) -> tuple[Path, Path]:
+    keys = ("features", "n_segments", "name", "label", "category", "n_frames")
+
+    def rows(arrays, names):
+        idx = [i for i, n in enumerate(arrays["name"]) if str(n) in names]
+        return {k: arrays[k][idx] for k in keys}
+
+    train = {k: np.concatenate([whole["training"][k], rows(whole["testing"], TRAIN_FOLD)[k]])
+             for k in keys}
+    held = rows(whole["testing"], TEST_FOLD)
+    if labels is not None:  # frame annotations for the evaluation
+        from ped2_default_model import _intervals
+
+        pairs = [_intervals(labels[str(n)]) for n in held["name"]]
+        iv = np.full((len(pairs), max(map(len, pairs))), -1, dtype=np.int64)
+        for i, p in enumerate(pairs):
+            iv[i, :len(p)] = p
+        held["anomaly_intervals"] = iv
+    out = work / f"ped2_train_B_{tag}.npz", work / f"ped2_test_A_{tag}.npz"
+    np.savez(out[0], **train, protocol=whole["training"]["protocol"])
+    np.savez(out[1], **held, protocol=whole["testing"]["protocol"])
+    return out
 
 
 def motion_split(work: Path, data: Path) -> tuple[Path, Path]:
@@ -43,18 +88,7 @@ def motion_split(work: Path, data: Path) -> tuple[Path, Path]:
                                    labels={v.stem: label for v in videos}).summary(), flush=True)
         with np.load(path) as d:
             whole[split] = {k: d[k] for k in d.files}
-    keys = ("features", "n_segments", "name", "label", "category", "n_frames")
-
-    def rows(arrays, names):
-        idx = [i for i, n in enumerate(arrays["name"]) if str(n) in names]
-        return {k: arrays[k][idx] for k in keys}
-
-    train = {k: np.concatenate([whole["training"][k], rows(whole["testing"], TRAIN_FOLD)[k]])
-             for k in keys}
-    out = work / "ped2_train_B_motion.npz", work / "ped2_test_A_motion.npz"
-    np.savez(out[0], **train, protocol=whole["training"]["protocol"])
-    np.savez(out[1], **rows(whole["testing"], TEST_FOLD), protocol=whole["testing"]["protocol"])
-    return out
+    return _split(work, whole, "motion")
 
 
 def main(argv=None) -> int:
@@ -67,16 +101,19 @@ def main(argv=None) -> int:
     labels = json.loads((args.data / "test_frame_labels.json").read_text())
     train_path, test_path = write_split(args.work, labels)
     motion = motion_split(args.work, args.data) if "dmrm" in args.heads else None
+    maps = map_split(args.work, args.data, labels) if any(h.startswith("dam") for h in
+                                                          args.heads) else None
     edgevad = [sys.executable, "-m", "edgevad"]
     results = {}
     for head in args.heads:
-        config = {**CONFIG, "model": head}
+        config = {**CONFIG, "model": head, **(DAM if head.startswith("dam") else {})}
         cfg_path = args.work / f"{head}_config.json"
         cfg_path.write_text(json.dumps(config, indent=2) + "\n")
         out = args.out / head
-        train_cmd = ["train", "-m", head, "--features", str(train_path), "--config",
+        train_bags, test_bags = maps if head.startswith("dam") else (train_path, test_path)
+        train_cmd = ["train", "-m", head, "--features", str(train_bags), "--config",
                      str(cfg_path), "-o", str(out), "--no-progress"]
-        eval_cmd = ["eval", "--checkpoint", str(out), "--features", str(test_path), "-o",
+        eval_cmd = ["eval", "--checkpoint", str(out), "--features", str(test_bags), "-o",
                     str(args.work / f"{head}_eval"), "--no-curves"]
         if head == "dmrm":
             train_cmd += ["--motion-features", str(motion[0])]
@@ -84,14 +121,15 @@ def main(argv=None) -> int:
         run(edgevad + train_cmd)
         run(edgevad + eval_cmd)
         report = json.loads((args.work / f"{head}_eval" / "report.json").read_text())
-        data = {"train_bags": _sha(train_path), "test_bags": _sha(test_path),
+        data = {"train_bags": _sha(train_bags), "test_bags": _sha(test_bags),
                 "test_frame_labels.json": _sha(args.data / "test_frame_labels.json")}
         if head == "dmrm":
             data.update(train_motion_bags=_sha(motion[0]), test_motion_bags=_sha(motion[1]))
         short = lambda cmd: " ".join(cmd).replace(str(args.work), "WORK").replace(  # noqa: E731
             str(args.out), "edgevad/checkpoints")
         provenance = {
-            "what": f"{head} head over Kinetics-400 I3D features"
+            "what": f"{head} head over Kinetics-400 I3D "
+                    + ("feature maps of 64-frame clips" if head.startswith("dam") else "features")
                     + (" + motion-i3d flow features" if head == "dmrm" else "")
                     + ", trained with video-level labels on UCSD Ped2 (bikes, skateboards, carts "
                       "and vehicles on a pedestrian walkway). Not a crime detector.",

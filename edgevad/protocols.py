@@ -145,7 +145,9 @@ def feature_file_protocol(path: str | Path) -> FeatureProtocol:
                   else {})
         dim = int(data["features"].shape[-1]) if "features" in data.files else None
     proto = FeatureProtocol.from_dict(record)
-    return proto if proto.feature_dim is not None else replace(proto, feature_dim=dim)
+    proto = proto if proto.feature_dim is not None else replace(proto, feature_dim=dim)
+    steps = int(record.get("map_steps") or 1)  # clip maps (extract --feature-map): t x D each
+    return replace(proto, feature_dim=proto.feature_dim // steps) if steps > 1 else proto
 
 
 def extraction_record(feature_file: str | None) -> dict | None:
@@ -178,7 +180,9 @@ def head_protocol(meta: dict) -> FeatureProtocol:
     (``protocol["extraction"]``) or by a named protocol (``protocol["name"]``)."""
     proto = meta.get("protocol") or {}
     record = FeatureProtocol.from_dict(proto.get("extraction"))
-    top = FeatureProtocol(backbone=proto.get("backbone"), feature_dim=proto.get("feature_dim"))
+    dim, steps = proto.get("feature_dim"), int(proto.get("map_steps") or 1)
+    top = FeatureProtocol(backbone=proto.get("backbone"),
+                          feature_dim=None if dim is None else int(dim) // steps)  # per map step
     if proto.get("name"):
         record = record.merged(get_named(proto["name"]))
     for named in NAMED.values():  # a backbone that exists for a named protocol implies it

@@ -373,6 +373,7 @@ for _variant in ("dist", "cov"):
         clip_len=64,
         score_range=(0.0, 2.0),
         default_threshold=1.0,
+        default_checkpoint=f"checkpoints/dam-{_variant}",
         description=f"Dissimilarity Attention Module ({_variant.capitalize()}-DAM), online: "
                     "score = D + D * ClipA from this clip's and the previous clip's I3D maps",
         paper="Majhi, Das & Bremond, DAM: Dissimilarity Attention Module for Weakly-supervised "

@@ -14,7 +14,7 @@ SHIPPED = [h for h in zoo.list_heads() if zoo.get_head(h).default_checkpoint]
 
 
 def test_the_i3d_heads_ship_a_checkpoint():
-    assert {"mil", "mil-ctx", "mrm", "dmrm"} <= set(SHIPPED)
+    assert {"mil", "mil-ctx", "mrm", "dmrm", "dam-dist", "dam-cov"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -31,8 +31,12 @@ def test_shipped_checkpoint_loads_and_matches_its_backbones(name):
     prov = json.loads((folder / "provenance.json").read_text())
     assert 0.5 < prov["evaluation"]["frame_auc"] <= 1.0  # measured on videos it never saw
     assert any("benchmarks/" in line for line in prov["reproduce"])
-    dims = {n: 1024 for n in spec.inputs}
-    x = [torch.randn(1, 16, dims[n]) for n in spec.inputs]
+    from edgevad_export.training.trainer import forward_scores
+
+    segments = meta["config"]["segments"]
+    x = torch.randn(1, segments, meta["protocol"]["feature_dim"])  # DAM: flattened t x D maps
+    motion = torch.randn(1, segments, 1024) if spec.motion_backbone else None
     with torch.no_grad():
-        out = model(*x)
-    assert out.shape == (1, 16) and ((out >= 0) & (out <= 1)).all()
+        out = forward_scores(name, model, x, motion)["scores"]
+    lo, hi = spec.score_range
+    assert out.shape == (1, segments) and ((out >= lo) & (out <= hi)).all()

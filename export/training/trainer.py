@@ -88,9 +88,8 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
     rng = np.random.default_rng(config.seed)
 
     dim = bags.feature_dim
-    if name in DAM_HEADS:  # clip maps flattened by `extract --feature-map`: t steps of D
-        dim //= _map_steps(bags)
-    protocol = _protocol(config, bags, dim)
+    steps = _map_steps(bags) if name in DAM_HEADS else 1  # `extract --feature-map`: t x D maps
+    protocol = _protocol(config, bags, dim, steps)
     feats = torch.from_numpy(bags.stacked(config.segments))
     motion = None
     builder_kwargs: dict[str, Any] = dict(config.head_kwargs)
@@ -98,7 +97,7 @@ def train(config: TrainConfig, train_bags: FeatureBags | str | Path, out_dir: st
         motion, protocol["motion"] = _motion_stream(bags, motion_bags, config.segments)
         builder_kwargs.update(appearance_dim=dim, motion_dim=motion.shape[-1])
     else:
-        builder_kwargs["feature_dim"] = dim
+        builder_kwargs["feature_dim"] = dim // steps
     if name == "joint":
         builder_kwargs.setdefault("segments", config.segments)
         if builder_kwargs["segments"] != config.segments:
@@ -402,13 +401,13 @@ def _map_steps(bags: FeatureBags) -> int:
         return 1
 
 
-def _protocol(cfg: TrainConfig, bags: FeatureBags, dim: int) -> dict[str, Any]:
+def _protocol(cfg: TrainConfig, bags: FeatureBags, dim: int, steps: int = 1) -> dict[str, Any]:
     if cfg.feature_dim is not None and cfg.feature_dim != dim:
         raise TrainingError(f"config.feature_dim = {cfg.feature_dim} but the features in "
                             f"{bags.source or 'the bags'} are {dim}-D")
     if cfg.backbone is not None:
         bb = zoo.get_backbone(cfg.backbone)
-        if bb.feature_dim != dim:
+        if bb.feature_dim * steps != dim:
             raise TrainingError(f"backbone {cfg.backbone!r} gives {bb.feature_dim}-D features but "
                                 f"{bags.source or 'the bags'} hold {dim}-D ones: pass the backbone "
                                 "that made them (or backbone=None)")
@@ -416,6 +415,7 @@ def _protocol(cfg: TrainConfig, bags: FeatureBags, dim: int) -> dict[str, Any]:
     return {
         "backbone": cfg.backbone,
         "feature_dim": dim,
+        **({"map_steps": steps} if steps > 1 else {}),
         "segments": cfg.segments,
         "feature_file": str(source) if source else None,
         "feature_file_sha256": sha256_file(source) if source and source.is_file() else None,
