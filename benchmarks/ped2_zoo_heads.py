@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ped2_default_model import CONFIG, TEST_FOLD, TRAIN_FOLD, _sha, run, write_split  # noqa: E402
 from ped2_end_to_end import PED2, SEGMENTS, STRIDE  # noqa: E402
 
-HEADS = ("mil", "mrm", "dmrm", "dam-dist", "dam-cov")
+HEADS = ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "mil-dis")
+MIL_DIS = {"self_training": True, "val_share": 0.2, "head_kwargs": {"hidden": 128}}
+"""``mil-dis`` as in ``benchmarks/ucf_crime_table.py`` (held-out stopping, self-training)."""
 DAM = {"segments": 8, "steps": 300, "head_kwargs": {"hidden": 64}}
 
 
@@ -106,7 +108,8 @@ def main(argv=None) -> int:
     edgevad = [sys.executable, "-m", "edgevad"]
     results = {}
     for head in args.heads:
-        config = {**CONFIG, "model": head, **(DAM if head.startswith("dam") else {})}
+        extra = DAM if head.startswith("dam") else MIL_DIS if head == "mil-dis" else {}
+        config = {**CONFIG, "model": head, **extra}
         cfg_path = args.work / f"{head}_config.json"
         cfg_path.write_text(json.dumps(config, indent=2) + "\n")
         out = args.out / head

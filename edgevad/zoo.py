@@ -394,7 +394,8 @@ register_head(HeadSpec(
 register_head(HeadSpec(
     name="mil-dis",
     builder="edgevad_export.models.heads.dissimilarity:build_dissimilarity_mil",
-    default_backbone="r3d34",
+    default_backbone="i3d",
+    default_checkpoint="checkpoints/mil-dis",
     inputs=("features",),
     outputs=("scores",),
     description="Self-trained MIL detector on standardised features, times a DAM-style gate: the "

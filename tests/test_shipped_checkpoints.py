@@ -14,7 +14,7 @@ SHIPPED = [h for h in zoo.list_heads() if zoo.get_head(h).default_checkpoint]
 
 
 def test_the_i3d_heads_ship_a_checkpoint():
-    assert {"mil", "mil-ctx", "mrm", "dmrm", "dam-dist", "dam-cov"} <= set(SHIPPED)
+    assert {"mil", "mil-ctx", "mil-dis", "mrm", "dmrm", "dam-dist", "dam-cov"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -45,7 +45,7 @@ from .mlp import FeatureStandardizer, SegmentMLP, check_features
 
 
 class DissimilarityMILHead(nn.Module):
-    def __init__(self, feature_dim: int = 512, hidden: int = 128, bottleneck: int = 32,
+    def __init__(self, feature_dim: int = 1024, hidden: int = 128, bottleneck: int = 32,
                  dropout: float = 0.6) -> None:
         super().__init__()
         self.feature_dim = feature_dim
@@ -99,6 +99,6 @@ class DissimilarityMILHead(nn.Module):
         return self.gated(self.detection(features), features)
 
 
-def build_dissimilarity_mil(feature_dim: int = 512, **kwargs) -> DissimilarityMILHead:
+def build_dissimilarity_mil(feature_dim: int = 1024, **kwargs) -> DissimilarityMILHead:
     """The ``mil-dis`` head; kwargs: ``hidden=128, bottleneck=32, dropout=0.6``."""
     return DissimilarityMILHead(feature_dim=feature_dim, **kwargs)
