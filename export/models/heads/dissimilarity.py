@@ -91,6 +91,10 @@ class DissimilarityMILHead(nn.Module):
         prev = torch.cat([features[:, :1], features[:, :-1]], dim=1)
         return ((features - prev).norm(dim=-1) / self.change_scale).clamp(0.0, 1.0)
 
+    live_window = 2
+    """A live runtime feeds this clip and the one before it (the gate is the change between them;
+    a window's first segment has no predecessor and scores 0)."""
+
     def gated(self, detection: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """The head's scores from its ``detection`` of ``features``: ``(d * g) ** score_power``."""
         return (detection * self.gate(features)).pow(self.score_power)
