@@ -51,8 +51,8 @@ HEADS: dict[str, dict] = {
                   "head_kwargs": {"hidden": 128, "standardize": True}},
     "mil-dis": {"model": "mil-dis", "topk": 3, "self_training": True, "val_share": 0.2,
                 "head_kwargs": {"hidden": 128}},
-    "dam-dist": {"model": "dam-dist", "heavy": True},
-    "dam-cov": {"model": "dam-cov", "heavy": True},
+    "dam-dist": {"model": "dam-dist", "heavy": True, "head_kwargs": {"hidden": 64}},
+    "dam-cov": {"model": "dam-cov", "heavy": True, "head_kwargs": {"hidden": 64}},
     "joint": {"model": "joint", "heavy": True},
 }
 """Benchmark name -> TrainConfig overrides; ``heavy`` heads (LSTMs of 1024 units) take

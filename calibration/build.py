@@ -21,7 +21,7 @@ import numpy as np
 from edgevad.errors import EdgevadError
 from edgevad.hashing import sha256_file
 from edgevad.preprocess import preprocess_frame, resized_shape
-from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader
+from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 from edgevad.zoo import InputGeometry
 from edgevad_calibration.dataset import FLOAT, FRAMES, CalibrationError, CalibrationSet
 
@@ -43,8 +43,7 @@ def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            found = list_videos(path)
             if not found:
                 raise CalibrationError(f"folder {path} holds no video "
                                        f"({', '.join(VIDEO_EXTENSIONS)})")

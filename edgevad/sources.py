@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edgevad.errors import EdgevadError
-from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader
+from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 
 __all__ = ["FrameSource", "SourceError", "open_sources"]
 
@@ -132,7 +132,7 @@ def open_sources(spec: str) -> list[FrameSource]:
         return [FrameSource(spec, name, "url")]
     path = Path(spec)
     if path.is_dir():
-        videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+        videos = list_videos(path)
         if not videos:
             raise SourceError(f"folder {path} holds no videos ({', '.join(VIDEO_EXTENSIONS)})")
         return [_file_source(p) for p in videos]

@@ -121,6 +121,12 @@ class VideoReader:
         self.close()
 
 
+def list_videos(folder: str | Path) -> list[Path]:
+    """The video files of ``folder`` (by extension, :data:`VIDEO_EXTENSIONS`), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
 def read_video(path: str | Path, *, strict: bool = True) -> Iterator[np.ndarray]:
     """Yield each frame of ``path`` (H x W x 3 uint8 BGR); raise ``VideoError`` on a bad file.
 

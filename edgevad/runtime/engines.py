@@ -20,7 +20,7 @@ import numpy as np
 from edgevad.errors import EdgevadError, MissingDependencyError
 from edgevad.manifest import Manifest, StageSpec
 
-__all__ = ["BACKENDS", "Engine", "EngineError", "OnnxRuntimeEngine", "open_engine",
+__all__ = ["BACKENDS", "Engine", "EngineError", "OnnxRuntimeEngine", "StageRunner", "open_engine",
            "resolve_backend"]
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
@@ -66,7 +66,21 @@ def check_feeds(stage: StageSpec, feeds: dict[str, np.ndarray]) -> None:
                                   f"expected {want}, got {got} (shape {list(x.shape)})")
 
 
-class OnnxRuntimeEngine:
+class StageRunner:
+    """What every backend shares: the stage it runs and its tensor names (from the manifest)."""
+
+    stage: StageSpec
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.stage.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.stage.output_names
+
+
+class OnnxRuntimeEngine(StageRunner):
     """A stage graph in an ONNX Runtime session (one session per stage, shared by all streams)."""
 
     backend = "onnxruntime"
@@ -102,14 +116,6 @@ class OnnxRuntimeEngine:
                               f"ONNX Runtime: {exc}") from exc
         self.device = self.session.get_providers()[0]
         self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in stage.inputs}
-
-    @property
-    def input_names(self) -> list[str]:
-        return self.stage.input_names
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.stage.output_names
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n]) if n in feeds else None

@@ -28,7 +28,7 @@ from edgevad.runtime.engine_meta import (
     check_compatible,
     read_metadata,
 )
-from edgevad.runtime.engines import EngineError, check_feeds
+from edgevad.runtime.engines import EngineError, StageRunner, check_feeds
 
 __all__ = ["TensorRTEngine", "cuda_runtime", "gpu_info", "import_tensorrt",
            "open_tensorrt_engine"]
@@ -88,7 +88,7 @@ def _np_dtype(trt, dtype) -> np.dtype:
     return np.dtype(trt.nptype(dtype))
 
 
-class TensorRTEngine:
+class TensorRTEngine(StageRunner):
     """One deserialized engine and one execution context; device buffers grow with the batch."""
 
     backend = "tensorrt"
@@ -120,14 +120,6 @@ class TensorRTEngine:
         self._dtypes = {n: _np_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
         self._stream = _check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
-
-    @property
-    def input_names(self) -> list[str]:
-        return self.stage.input_names
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.stage.output_names
 
     def _buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self._buffers.get(name, (0, 0))

@@ -53,7 +53,7 @@ from edgevad.hashing import sha256_file
 from edgevad.progress import progress_bar
 from edgevad.preprocess import preprocess_frame
 from edgevad.segments import segment_bounds
-from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader
+from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ def collect_videos(inputs: Iterable[str | Path]) -> list[VideoItem]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            found = list_videos(path)
             if not found:
                 raise ExtractionError(f"Folder {path} holds no video ({', '.join(VIDEO_EXTENSIONS)})")
             items.extend(VideoItem(p, p.stem) for p in found)
