@@ -28,16 +28,20 @@ FOLDS = {"A": [f"{i:02d}" for i in range(1, 7)], "B": [f"{i:02d}" for i in range
 SEGMENTS, STRIDE = 16, 8
 
 
-def extract(work: Path, data: Path) -> dict[str, Path]:
-    """Feature bags of the training (normal) and test (anomalous) videos; reuses finished work."""
+def extract(work: Path, data: Path, backbone: str = "i3d", tag: str | None = None,
+            **options) -> dict[str, Path]:
+    """Feature bags of the training (normal) and test (anomalous) videos, in
+    ``<work>/ped2_<split>_<tag or backbone>.npz``; reuses finished work. ``options`` go to
+    ``extract_features`` (default: this benchmark's segments and stride)."""
     from edgevad_export.extraction.extract import extract_features
 
+    options = {"segments": SEGMENTS, "stride": STRIDE, **options}
     out = {}
     for split, label in (("training", False), ("testing", True)):
-        path = work / f"ped2_{split}_i3d.npz"
+        path = work / f"ped2_{split}_{tag or backbone}.npz"
         if not path.is_file():
             videos = sorted((data / split).glob("*.mp4"))
-            report = extract_features(videos, "i3d", path, segments=SEGMENTS, stride=STRIDE,
+            report = extract_features(videos, backbone, path, **options,
                                       labels={v.stem: label for v in videos})
             print(report.summary(), flush=True)
         out[split] = path

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ped2_default_model import CONFIG, TEST_FOLD, TRAIN_FOLD, _sha, run, write_split  # noqa: E402
-from ped2_end_to_end import PED2, SEGMENTS, STRIDE  # noqa: E402
+from ped2_end_to_end import PED2, extract  # noqa: E402
 
 HEADS = ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "mil-dis")
 MIL_DIS = {"self_training": True, "val_share": 0.2, "head_kwargs": {"hidden": 128}}
@@ -36,21 +36,19 @@ MIL_DIS = {"self_training": True, "val_share": 0.2, "head_kwargs": {"hidden": 12
 DAM = {"segments": 8, "steps": 300, "head_kwargs": {"hidden": 64}}
 
 
+def _load(paths: dict[str, Path]) -> dict[str, dict]:
+    out = {}
+    for split, path in paths.items():
+        with np.load(path) as d:
+            out[split] = {k: d[k] for k in d.files}
+    return out
+
+
 def map_split(work: Path, data: Path, labels: dict) -> tuple[Path, Path]:
     """Bags of 64-frame clips' I3D feature maps for the split (extracted once, resumable)."""
-    from edgevad_export.extraction.extract import extract_features
-
-    whole = {}
-    for split, label in (("training", False), ("testing", True)):
-        path = work / f"ped2_{split}_i3d-map64.npz"
-        if not path.is_file():
-            videos = sorted((data / split).glob("*.mp4"))
-            print(extract_features(videos, "i3d", path, segments=DAM["segments"], clip_len=64,
-                                   stride=32, feature_map=True, batch_size=2,
-                                   labels={v.stem: label for v in videos}).summary(), flush=True)
-        with np.load(path) as d:
-            whole[split] = {k: d[k] for k in d.files}
-    return _split(work, whole, "map64", labels)
+    paths = extract(work, data, "i3d", tag="i3d-map64", segments=DAM["segments"], clip_len=64,
+                    stride=32, feature_map=True, batch_size=2)
+    return _split(work, _load(paths), "map64", labels)
 
 
 def _split(work: Path, whole: dict, tag: str, labels: dict | None = None) -> tuple[Path, Path]:
@@ -79,18 +77,7 @@ def _split(work: Path, whole: dict, tag: str, labels: dict | None = None) -> tup
 
 def motion_split(work: Path, data: Path) -> tuple[Path, Path]:
     """Motion-stream bags of the same split, in the same video order as the appearance bags."""
-    from edgevad_export.extraction.extract import extract_features
-
-    whole = {}
-    for split, label in (("training", False), ("testing", True)):
-        path = work / f"ped2_{split}_motion-i3d.npz"
-        if not path.is_file():
-            videos = sorted((data / split).glob("*.mp4"))
-            print(extract_features(videos, "motion-i3d", path, segments=SEGMENTS, stride=STRIDE,
-                                   labels={v.stem: label for v in videos}).summary(), flush=True)
-        with np.load(path) as d:
-            whole[split] = {k: d[k] for k in d.files}
-    return _split(work, whole, "motion")
+    return _split(work, _load(extract(work, data, "motion-i3d")), "motion")
 
 
 def main(argv=None) -> int:

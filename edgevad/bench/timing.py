@@ -19,6 +19,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from edgevad.runtime.engines import StageRunner
+
 __all__ = ["StageClock", "TimedEngine", "clock", "cpu_clock", "timed_stream_stages",
            "wrap_engines"]
 
@@ -56,7 +58,7 @@ class StageClock:
         self.samples.clear()
 
 
-class TimedEngine:
+class TimedEngine(StageRunner):
     """An Engine that times its inner engine's ``run`` (wall clock, batch size per call)."""
 
     def __init__(self, inner, clock_: StageClock | None = None):
@@ -68,14 +70,6 @@ class TimedEngine:
         self.key = f"engine:{self.stage.name}"
         self.batches: list[int] = []
         self.last_feeds: dict[str, np.ndarray] | None = None
-
-    @property
-    def input_names(self) -> list[str]:
-        return self.inner.input_names
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.inner.output_names
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         c0, t0 = cpu_clock(), clock()

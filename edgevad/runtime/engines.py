@@ -118,9 +118,9 @@ class OnnxRuntimeEngine(StageRunner):
         self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in stage.inputs}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n]) if n in feeds else None
-                 for n in self.input_names}
-        check_feeds(self.stage, {k: v for k, v in feeds.items() if v is not None})
+        feeds = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n])
+                 for n in self.input_names if n in feeds}
+        check_feeds(self.stage, feeds)
         outs = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, outs))
 

@@ -108,7 +108,7 @@ class StreamSession:
             flow = self.flow_estimator(frame)  # every frame: flow is between neighbours
             boxes = tuple(motion_boxes(flow_magnitude(flow), frame.shape))
             flow_clip = self.flow_buffer.push(
-                (lambda slot: slot.__setitem__(..., encode_flow(flow, self.flow_bound)))
+                (lambda slot: np.copyto(slot, encode_flow(flow, self.flow_bound)))
                 if self.flow_buffer.needs(i) else None)
         clip = self.buffer.push((lambda slot: preprocess_frame(frame, self.geometry, out=slot))
                                 if self.buffer.needs(i) else None)
