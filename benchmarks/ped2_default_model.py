@@ -52,13 +52,13 @@ def _intervals(labels: list[int]) -> list[int]:
     return [int(v) for pair in zip(starts, ends) for v in pair]
 
 
-def write_split(work: Path, labels: dict[str, list[int]]) -> tuple[Path, Path]:
-    """The split's two bag files, from the extraction of all 28 videos (protocol kept)."""
-    with np.load(work / "ped2_training_i3d.npz") as d:
-        normal = {k: d[k] for k in d.files}
-    with np.load(work / "ped2_testing_i3d.npz") as d:
-        test = {k: d[k] for k in d.files}
-    if str(normal["protocol"]) != str(test["protocol"]):
+def split_bags(training: dict, testing: dict, out_train: Path, out_test: Path,
+               labels: dict[str, list[int]] | None = None) -> tuple[Path, Path]:
+    """Cut the split from the extraction of all 28 videos (arrays of two bag files) and write its
+    two bag files, protocol kept: train = every training video + testing ``TRAIN_FOLD``; test =
+    testing ``TEST_FOLD``, with annotated intervals when ``labels`` (frame labels) are given.
+    Refuses bags of two protocols, missing videos and frame counts that disagree with labels."""
+    if str(training["protocol"]) != str(testing["protocol"]):
         raise SystemExit("the training and testing bags were extracted with different protocols")
     keys = ("features", "n_segments", "name", "label", "category", "n_frames")
 
@@ -68,21 +68,32 @@ def write_split(work: Path, labels: dict[str, list[int]]) -> tuple[Path, Path]:
             raise SystemExit(f"missing videos among {names}")
         return {k: arrays[k][idx] for k in keys}
 
-    train = {k: np.concatenate([normal[k], rows(test, TRAIN_FOLD)[k]]) for k in keys}
-    train_path = work / "ped2_train_B.npz"
-    np.savez(train_path, **train, protocol=normal["protocol"])
-    held = rows(test, TEST_FOLD)
-    width = max(len(_intervals(labels[str(n)])) for n in held["name"])
-    iv = np.full((len(held["name"]), width), -1, dtype=np.int64)
-    for i, n in enumerate(held["name"]):
-        pairs = _intervals(labels[str(n)])
-        iv[i, :len(pairs)] = pairs
-        if len(labels[str(n)]) != int(held["n_frames"][i]):
-            raise SystemExit(f"video {n}: {held['n_frames'][i]} frames decoded, "
-                             f"{len(labels[str(n)])} labelled")
-    test_path = work / "ped2_test_A.npz"
-    np.savez(test_path, **held, anomaly_intervals=iv, protocol=test["protocol"])
-    return train_path, test_path
+    train = {k: np.concatenate([training[k], rows(testing, TRAIN_FOLD)[k]]) for k in keys}
+    np.savez(out_train, **train, protocol=training["protocol"])
+    held = rows(testing, TEST_FOLD)
+    if labels is not None:
+        pairs = [_intervals(labels[str(n)]) for n in held["name"]]
+        iv = np.full((len(pairs), max(map(len, pairs))), -1, dtype=np.int64)
+        for i, (n, p) in enumerate(zip(held["name"], pairs)):
+            iv[i, :len(p)] = p
+            if len(labels[str(n)]) != int(held["n_frames"][i]):
+                raise SystemExit(f"video {n}: {held['n_frames'][i]} frames decoded, "
+                                 f"{len(labels[str(n)])} labelled")
+        held["anomaly_intervals"] = iv
+    np.savez(out_test, **held, protocol=testing["protocol"])
+    return out_train, out_test
+
+
+def load_arrays(path: Path) -> dict:
+    with np.load(path) as d:
+        return {k: d[k] for k in d.files}
+
+
+def write_split(work: Path, labels: dict[str, list[int]]) -> tuple[Path, Path]:
+    """The split's two bag files, from the extraction of all 28 videos (protocol kept)."""
+    return split_bags(load_arrays(work / "ped2_training_i3d.npz"),
+                      load_arrays(work / "ped2_testing_i3d.npz"),
+                      work / "ped2_train_B.npz", work / "ped2_test_A.npz", labels)
 
 
 def run(cmd: list[str]) -> str:

@@ -24,10 +24,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ped2_default_model import CONFIG, TEST_FOLD, TRAIN_FOLD, _sha, run, write_split  # noqa: E402
+from ped2_default_model import (  # noqa: E402
+    CONFIG, TEST_FOLD, TRAIN_FOLD, _sha, load_arrays, run, split_bags, write_split)
 from ped2_end_to_end import PED2, extract  # noqa: E402
 
 HEADS = ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "mil-dis")
@@ -37,11 +37,7 @@ DAM = {"segments": 8, "steps": 300, "head_kwargs": {"hidden": 64}}
 
 
 def _load(paths: dict[str, Path]) -> dict[str, dict]:
-    out = {}
-    for split, path in paths.items():
-        with np.load(path) as d:
-            out[split] = {k: d[k] for k in d.files}
-    return out
+    return {split: load_arrays(path) for split, path in paths.items()}
 
 
 def map_split(work: Path, data: Path, labels: dict) -> tuple[Path, Path]:
@@ -52,27 +48,8 @@ def map_split(work: Path, data: Path, labels: dict) -> tuple[Path, Path]:
 
 
 def _split(work: Path, whole: dict, tag: str, labels: dict | None = None) -> tuple[Path, Path]:
-    keys = ("features", "n_segments", "name", "label", "category", "n_frames")
-
-    def rows(arrays, names):
-        idx = [i for i, n in enumerate(arrays["name"]) if str(n) in names]
-        return {k: arrays[k][idx] for k in keys}
-
-    train = {k: np.concatenate([whole["training"][k], rows(whole["testing"], TRAIN_FOLD)[k]])
-             for k in keys}
-    held = rows(whole["testing"], TEST_FOLD)
-    if labels is not None:  # frame annotations for the evaluation
-        from ped2_default_model import _intervals
-
-        pairs = [_intervals(labels[str(n)]) for n in held["name"]]
-        iv = np.full((len(pairs), max(map(len, pairs))), -1, dtype=np.int64)
-        for i, p in enumerate(pairs):
-            iv[i, :len(p)] = p
-        held["anomaly_intervals"] = iv
-    out = work / f"ped2_train_B_{tag}.npz", work / f"ped2_test_A_{tag}.npz"
-    np.savez(out[0], **train, protocol=whole["training"]["protocol"])
-    np.savez(out[1], **held, protocol=whole["testing"]["protocol"])
-    return out
+    return split_bags(whole["training"], whole["testing"], work / f"ped2_train_B_{tag}.npz",
+                      work / f"ped2_test_A_{tag}.npz", labels)
 
 
 def motion_split(work: Path, data: Path) -> tuple[Path, Path]:
