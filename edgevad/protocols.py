@@ -241,13 +241,17 @@ def export_geometry(meta: dict | None, head_spec: zoo.HeadSpec, backbone: str,
 
 def stamp_manifest(manifest, meta: dict | None):
     """The manifest with the head's training protocol recorded (``model["feature_protocol"]``)
-    and its segment count, for :func:`check_manifest_protocol`; unchanged without a record."""
+    and its segment count and scheme, for :func:`check_manifest_protocol`; unchanged without a
+    record. The scheme says how the training features were pooled into segments (e.g. the
+    ``ucf-crime-r3d34`` loop); the runtime itself scores clip by clip and never segments."""
     if meta is None:
         return manifest
     head = head_protocol(meta)
     protocol = manifest.protocol
     if head.segments is not None and protocol.mode == "segments" and not protocol.segments_fixed:
         protocol = replace(protocol, segments=int(head.segments))
+    if head.segment_scheme is not None and protocol.mode == "segments":
+        protocol = replace(protocol, segment_scheme=head.segment_scheme)
     return replace(manifest, protocol=protocol,
                    model={**manifest.model, "feature_protocol": head.to_dict()})
 
