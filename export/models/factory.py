@@ -119,7 +119,11 @@ def _backbone_state_dict(spec: zoo.BackboneSpec, weights: WeightsArg) -> dict:
             base_sd = _backbone_state_dict(zoo.get_backbone(base.backbone), base.name)
             return zoo.resolve(wspec.converter)(base_sd)
         raise WeightsError(
-            f"Weights {weights!r} are not on the package registry. {wspec.instructions}"
+            f"Backbone {spec.name!r} needs weights {weights!r}, which are not on the package "
+            f"registry. {wspec.instructions} Then pass the file: edgevad export "
+            "--backbone-weights PATH, edgevad extract --weights PATH (Python: weights=PATH). "
+            "Or ask for random weights explicitly (export --random-init-stage backbone, extract "
+            "--random-init): features that run, and mean nothing."
         )
     path = Path(weights)
     if not path.exists():
