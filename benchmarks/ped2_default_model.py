@@ -127,6 +127,7 @@ def main(argv=None) -> int:
     videos.update({f"testing/{n}.mp4": _sha(args.data / "testing" / f"{n}.mp4")
                    for n in TRAIN_FOLD + TEST_FOLD})
     provenance = {
+        "dataset": "UCSD Ped2",
         "what": "MIL-with-context head (mil-ctx) over Kinetics-400 I3D features, trained with "
                 "video-level labels on UCSD Ped2: anomalies are bikes, skateboards, carts and "
                 "vehicles on a pedestrian walkway. Not a crime detector.",

@@ -95,6 +95,7 @@ def main(argv=None) -> int:
         short = lambda cmd: " ".join(cmd).replace(str(args.work), "WORK").replace(  # noqa: E731
             str(args.out), "edgevad/checkpoints")
         provenance = {
+            "dataset": "UCSD Ped2",
             "what": f"{head} head over Kinetics-400 I3D "
                     + ("feature maps of 64-frame clips" if head.startswith("dam") else "features")
                     + (" + motion-i3d flow features" if head == "dmrm" else "")

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                    "std": float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0}
                for k in keys}
     provenance = {
+        "dataset": "UCF-Crime",
         "what": "joint head (detection + 13 UCF-Crime anomaly classes + Normal) over UCF-Crime "
                 "R3D-34 features (protocol ucf-crime-r3d34). A live artifact needs the R3D-34 "
                 "Kinetics weights (resnet-34-kinetics.pth), which the package registry lacks.",

@@ -6,6 +6,8 @@ torch; training-side commands import ``edgevad_export`` only when they run.
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -55,13 +57,13 @@ def _root(
 def models_command() -> None:
     """List the registered anomaly heads and backbones."""
     heads = Table(title="Anomaly heads (--model)")
-    for col in ("name", "default backbone", "inputs", "outputs", "classes", "paper"):
+    for col in ("name", "default backbone", "outputs", "classes", "shipped head", "paper"):
         heads.add_column(col, overflow="fold")
     for name in zoo.list_heads():
         s = zoo.get_head(name)
         heads.add_row(name, s.default_backbone + (f" + {s.motion_backbone}" if s.motion_backbone else ""),
-                      ", ".join(s.inputs), ", ".join(s.outputs),
-                      str(len(s.class_names) or "-"), s.paper.split(",")[0])
+                      ", ".join(s.outputs), str(len(s.class_names) or "-"), _shipped_head(s),
+                      re.split(r"[,;]| et al", s.paper)[0])
     console.print(heads)
     backbones = Table(title="Backbones (--backbone)")
     for col in ("name", "feature dim", "clip", "input", "weights"):
@@ -73,6 +75,16 @@ def models_command() -> None:
                           f"{g.channels}x{g.size[0]}x{g.size[1]} {g.color}",
                           ", ".join(b.weights) or "(train your own)")
     console.print(backbones)
+
+
+def _shipped_head(spec: zoo.HeadSpec) -> str:
+    """What the head's shipped checkpoint was trained on and scored, from its provenance.json."""
+    folder = spec.default_checkpoint_dir()
+    try:
+        prov = json.loads((folder / "provenance.json").read_text())
+        return f"{prov['dataset']}, frame AUC {100 * prov['evaluation']['frame_auc']:.1f}"
+    except (TypeError, OSError, KeyError, ValueError):
+        return "-"
 
 
 @weights_app.command("list")

@@ -7,6 +7,7 @@ import sys
 
 from typer.testing import CliRunner
 
+from edgevad import zoo
 from edgevad.cli import app
 
 runner = CliRunner()
@@ -72,6 +73,15 @@ def test_models_lists_heads_and_backbones():
     assert result.exit_code == 0
     for name in ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "joint", "i3d", "r3d34", "c3d"):
         assert name in result.output
+
+
+def test_models_says_what_each_shipped_head_was_trained_on_and_scored():
+    from edgevad.cli import _shipped_head
+
+    shown = {name: _shipped_head(zoo.get_head(name)) for name in zoo.list_heads()}
+    assert shown["joint"].startswith("UCF-Crime, frame AUC ")
+    assert shown["mil-ctx"] == "UCSD Ped2, frame AUC 78.0"
+    assert all(text.startswith(("UCSD Ped2, ", "UCF-Crime, ")) for text in shown.values())
 
 
 def _real_slice(src, dst, n_per_class: int):
