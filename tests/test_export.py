@@ -162,6 +162,13 @@ def test_failure_leaves_no_temp_dir(tmp_path, monkeypatch):
     assert _leftovers(tmp_path) == []
 
 
+def test_random_weights_are_the_same_on_every_export(mil_artifact, tmp_path):
+    again = export_model("mil", tmp_path / "again", backbone="r3d18", random_init=True)
+    first, second = load_manifest(mil_artifact), load_manifest(again)
+    for stage in ("backbone", "head"):
+        assert first.weights[stage].state_dict_sha256 == second.weights[stage].state_dict_sha256
+
+
 def test_weights_required_without_random_init(tmp_path):
     with pytest.raises(WeightsError, match="r3d18-kinetics"):  # Hara's weights: user-supplied
         export_model("mil", tmp_path / "a", backbone="r3d18", random_init="head")
