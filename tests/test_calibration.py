@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -27,6 +26,7 @@ from edgevad_calibration import (
     load_calibration,
 )
 from edgevad_calibration.build import spread_starts
+from video_files import write_video
 
 R3D = zoo.get_backbone("r3d18").geometry
 I3D = zoo.get_backbone("i3d").geometry
@@ -34,17 +34,19 @@ FLOW = zoo.get_backbone("motion-r3d18").geometry
 
 
 def _write_video(path: Path, n: int, size=(120, 160), seed=0) -> Path:
+    """A colour gradient with noise and a bright square moving right."""
     h, w = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    for i in range(n):
-        frame = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy + 3 * i) % 256], -1)
-        frame = (frame + rng.integers(0, 20, frame.shape)).clip(0, 255).astype(np.uint8)
-        frame[30:60, (i * 4) % (w - 30):(i * 4) % (w - 30) + 30] = 240
-        writer.write(frame)
-    writer.release()
-    return path
+
+    def frames():
+        for i in range(n):
+            frame = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy + 3 * i) % 256], -1)
+            frame = (frame + rng.integers(0, 20, frame.shape)).clip(0, 255).astype(np.uint8)
+            frame[30:60, (i * 4) % (w - 30):(i * 4) % (w - 30) + 30] = 240
+            yield frame
+
+    return write_video(path, frames())
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,17 @@ import sys
 import textwrap
 
 import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
+from video_files import noise_frames, write_video
 
 from edgevad.cli import app
 
 pytest.importorskip("onnx")
 
 
-def _video(path, n=30, fps=10.0, size=(64, 48)):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        writer.write(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
-    writer.release()
-    return path
+def _video(path, n=30, fps=10.0):
+    return write_video(path, noise_frames(n), fps)
 
 
 def test_run_writes_scores_events_plot_and_video(tiny_artifact, tmp_path):

@@ -21,6 +21,7 @@ from edgevad.runtime.stream import FrameError
 
 pytest.importorskip("onnx")
 from tiny_artifacts import frame_features, mil_score  # noqa: E402
+from video_files import write_video
 
 H, W = 36, 48
 
@@ -92,11 +93,7 @@ def test_scores_arrive_within_the_documented_latency(tiny_artifact):
 
 
 def test_streaming_equals_score_video(tiny_artifact, tmp_path):
-    path = tmp_path / "v.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
-    for f in frames(23):
-        writer.write(f)
-    writer.release()
+    path = write_video(tmp_path / "v.avi", frames(23))
     decoded = []
     cap = cv2.VideoCapture(str(path))
     while True:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,16 +18,11 @@ from edgevad_export.extraction import (
 )
 from edgevad_export.extraction import extract as ext
 from torch import nn
+from video_files import noise_frames, write_video
 
 
 def _write_video(path, n, size=(48, 64), seed=0):
-    h, w = size
-    rng = np.random.default_rng(seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
-    for _ in range(n):
-        writer.write(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    writer.release()
-    return path
+    return write_video(path, noise_frames(n, size, seed))
 
 
 @pytest.fixture

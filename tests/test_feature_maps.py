@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
@@ -14,15 +13,11 @@ from edgevad_export.extraction.extract import extract_features, read_protocol  #
 from edgevad_export.training import TrainConfig, train  # noqa: E402
 from edgevad_export.training.checkpoint import load_checkpoint  # noqa: E402
 from edgevad_export.training.trainer import forward_scores  # noqa: E402
+from video_files import noise_frames, write_video
 
 
 def test_extract_keeps_the_i3d_feature_map_flattened(tmp_path):
-    video = tmp_path / "v.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
-    rng = np.random.default_rng(0)
-    for _ in range(32):
-        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    writer.release()
+    video = write_video(tmp_path / "v.avi", noise_frames(32))
     out = tmp_path / "maps.npz"
     extract_features([video], "i3d", out, random_init=True, segments=2, clip_len=32,
                      stride=16, feature_map=True, progress=False)

@@ -7,6 +7,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from video_files import write_video
 
 from edgevad.errors import EdgevadError
 from edgevad.preprocess import preprocess_frame, resized_shape
@@ -121,10 +122,7 @@ def test_bad_geometry_raises():
 
 def _write_video(path, n, size=(48, 64)):
     h, w = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
-    for i in range(n):
-        writer.write(_solid(h, w, (i * 5 % 256, 100, 200)))
-    writer.release()
+    write_video(path, (_solid(h, w, (i * 5 % 256, 100, 200)) for i in range(n)))
 
 
 def test_read_video_and_info(tmp_path):
