@@ -1,8 +1,8 @@
 """`edgevad export --model joint`: the shipped UCF-Crime head behind the UCF-Crime R3D-34 backbone.
 
 The R3D-34 Kinetics weights are not on the package registry, so a plain export must stop with a
-message that says which file to get and how to pass it, and leave nothing behind; with random
-backbone weights asked for explicitly, the artifact must carry the head's protocol (the
+message that says which file to get and how to pass it, and leave nothing behind; with the file
+given (``--backbone-weights``), the artifact must carry the head's protocol (the
 ``ucf-crime-r3d34`` segment loop included) so the Detector accepts it and emits class labels.
 One R3D-34 export (~30 s on 2 cores) is shared by the module.
 """
@@ -28,9 +28,24 @@ SPEC = zoo.get_head("joint")
 
 
 @pytest.fixture(scope="module")
-def joint_artifact(tmp_path_factory):
+def hara_file(tmp_path_factory):
+    """A stand-in for the user's resnet-34-kinetics.pth: Hara's layout (a ``state_dict`` with
+    DataParallel's ``module.`` prefixes), weights drawn at random; the real file is not here."""
+    import torch
+    from edgevad_export.models.factory import create_backbone
+
+    torch.manual_seed(0)
+    model = create_backbone("r3d34-ucf-crime", random_init=True)
+    path = tmp_path_factory.mktemp("weights") / "resnet-34-kinetics.pth"
+    torch.save({"arch": "resnet-34", "state_dict": {f"module.{k}": v for k, v in
+                                                     model.state_dict().items()}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def joint_artifact(tmp_path_factory, hara_file):
     out = tmp_path_factory.mktemp("joint") / "art"
-    export_model("joint", out, random_init="backbone")
+    export_model("joint", out, backbone_weights=str(hara_file))  # what the README tells users
     return out
 
 
@@ -51,10 +66,11 @@ def test_the_shipped_head_was_measured_on_unseen_ucf_crime_videos():
     assert prov["selection"]["chosen_steps"] in [c["steps"] for c in prov["selection"]["candidates"]]
 
 
-def test_artifact_carries_the_heads_protocol_and_the_shipped_weights(joint_artifact):
+def test_artifact_carries_the_heads_protocol_and_the_shipped_weights(joint_artifact, hara_file):
     m = load_manifest(joint_artifact, verify=True)
     assert m.head == "joint" and m.backbones["backbone"] == "r3d34-ucf-crime"
-    assert m.weights["backbone"].source == "random"
+    assert m.weights["backbone"].source == "file"
+    assert m.weights["backbone"].file_sha256 == sha256_file(hara_file)
     assert m.weights["head"].file_sha256 == sha256_file(SPEC.default_checkpoint_dir() / "head.pt")
     assert (m.protocol.clip_len, m.protocol.stride, m.protocol.segments) == (16, 16, 32)
     assert m.protocol.segments_fixed and m.protocol.segment_scheme == ucf_crime.SEGMENT_SCHEME
