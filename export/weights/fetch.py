@@ -84,7 +84,7 @@ def add_user_weights(name: str, path: str | Path) -> Path:
     the registry), check that it loads into its backbone, and cache it like fetched weights: later
     ``extract``/``export`` runs need no ``--weights`` flag. The sidecar keeps the file's name and
     SHA-256, which artifacts and feature protocols record as the weights' identity."""
-    from edgevad_export.models.factory import load_state_dict_strict
+    from edgevad_export.models.factory import create_backbone
 
     spec = zoo.get_weights(name)
     if spec.source != "file":
@@ -93,10 +93,8 @@ def add_user_weights(name: str, path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"Weights file {path} does not exist")
-    state = zoo.resolve(spec.converter)(path)
-    backbone = zoo.get_backbone(spec.backbone)
-    load_state_dict_strict(zoo.resolve(backbone.builder)(), state,
-                           what=f"backbone {backbone.name!r} (from {path.name})")
+    # read and strict-loaded exactly as `--weights PATH` would be: the cache holds what it loads
+    state = create_backbone(spec.backbone, path).state_dict()
     out = cache_dir("weights") / f"{name}.pt"
     _atomic_write(out, lambda f: torch.save(state, f))
     sidecar = {**_identity(spec), "file": path.name, "file_sha256": sha256_file(path),
