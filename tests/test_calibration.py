@@ -26,7 +26,7 @@ from edgevad_calibration import (
     load_calibration,
 )
 from edgevad_calibration.build import spread_starts
-from video_files import write_video
+from video_files import gradient_frames, write_video
 
 R3D = zoo.get_backbone("r3d18").geometry
 I3D = zoo.get_backbone("i3d").geometry
@@ -35,14 +35,10 @@ FLOW = zoo.get_backbone("motion-r3d18").geometry
 
 def _write_video(path: Path, n: int, size=(120, 160), seed=0) -> Path:
     """A colour gradient with noise and a bright square moving right."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
+    w = size[1]
 
     def frames():
-        for i in range(n):
-            frame = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy + 3 * i) % 256], -1)
-            frame = (frame + rng.integers(0, 20, frame.shape)).clip(0, 255).astype(np.uint8)
+        for i, frame in enumerate(gradient_frames(n, size, seed, drift=3, noise=20)):
             frame[30:60, (i * 4) % (w - 30):(i * 4) % (w - 30) + 30] = 240
             yield frame
 

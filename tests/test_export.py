@@ -37,7 +37,7 @@ from edgevad.manifest import (
     load_manifest,
     onnx_signature,
 )
-from video_files import write_video
+from video_files import gradient_frames, write_video
 
 
 def _leftovers(parent: Path) -> list[str]:
@@ -220,14 +220,10 @@ def test_dam_head_graph_keeps_state_explicit(tmp_path):
 
 def _write_video(path: Path, n: int, seed: int = 0, size=(120, 160)) -> Path:
     """A colour gradient with noise and a moving square that blinks every 10 frames."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
+    w = size[1]
 
     def frames():
-        for i in range(n):
-            frame = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy + 5 * i) % 256], -1)
-            frame = (frame + rng.integers(0, 30, frame.shape)).clip(0, 255).astype(np.uint8)
+        for i, frame in enumerate(gradient_frames(n, size, seed, drift=5, noise=30)):
             x0 = (i * 5 + 20 * seed) % (w - 30)
             frame[40:70, x0:x0 + 30] = 250 if i % 20 < 10 else 10
             yield frame

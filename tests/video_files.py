@@ -32,6 +32,18 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 10.
     return path
 
 
+def gradient_frames(n: int, size: tuple[int, int] = (120, 160), seed: int = 0, *,
+                    drift: int = 3, noise: int = 20) -> Iterator[np.ndarray]:
+    """``n`` colour gradients whose blue channel drifts ``drift`` levels a frame, with uniform
+    noise below ``noise`` added: smooth, changing content for calibration and export tests."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        frame = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy + drift * i) % 256], -1)
+        yield (frame + rng.integers(0, noise, frame.shape)).clip(0, 255).astype(np.uint8)
+
+
 def noise_frames(n: int, size: tuple[int, int] = (48, 64), seed: int = 0) -> Iterator[np.ndarray]:
     """``n`` frames of uniform noise, ``size`` = (height, width)."""
     rng = np.random.default_rng(seed)
