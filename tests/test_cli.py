@@ -125,13 +125,11 @@ def test_train_rejects_bad_head_kwarg(tmp_path):
 
 
 def test_weights_add_caches_a_users_file(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
-    from edgevad_export.models.factory import create_backbone
+    pytest.importorskip("torch")
+    from stand_in_weights import hara_file
 
     monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    path = tmp_path / "resnet-18-kinetics.pth"
-    torch.save({"state_dict": create_backbone("r3d18", random_init=True).state_dict()}, path)
+    path = hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")
     result = runner.invoke(app, ["weights", "add", "r3d18-kinetics", str(path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cache" / "weights" / "r3d18-kinetics.pt").is_file()

@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+import stand_in_weights
 from edgevad_export.exporter import export_model
 
 from edgevad import Detector, protocols, ucf_crime, zoo
@@ -29,17 +30,9 @@ SPEC = zoo.get_head("joint")
 
 @pytest.fixture(scope="module")
 def hara_file(tmp_path_factory):
-    """A stand-in for the user's resnet-34-kinetics.pth: Hara's layout (a ``state_dict`` with
-    DataParallel's ``module.`` prefixes), weights drawn at random; the real file is not here."""
-    import torch
-    from edgevad_export.models.factory import create_backbone
-
-    torch.manual_seed(0)
-    model = create_backbone("r3d34-ucf-crime", random_init=True)
-    path = tmp_path_factory.mktemp("weights") / "resnet-34-kinetics.pth"
-    torch.save({"arch": "resnet-34", "state_dict": {f"module.{k}": v for k, v in
-                                                     model.state_dict().items()}}, path)
-    return path
+    """A stand-in for the user's resnet-34-kinetics.pth (the real file is not here)."""
+    return stand_in_weights.hara_file(
+        tmp_path_factory.mktemp("weights") / "resnet-34-kinetics.pth", "r3d34-ucf-crime")
 
 
 @pytest.fixture(scope="module")

