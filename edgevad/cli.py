@@ -49,8 +49,16 @@ def _version_callback(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
                                  help="Print the version and exit."),
+    record_paths: Optional[str] = typer.Option(
+        None, "--record-paths", help="How checkpoints, manifests, feature and calibration files "
+        "and reports name their input files: relative (default: as you wrote them when "
+        "relative, else by name), name, or absolute (this machine's full paths). See "
+        "docs/records.md."),
 ) -> None:
     """Edge inference for weakly-supervised video anomaly detection."""
+    from edgevad.records import set_record_paths
+
+    set_record_paths(record_paths)
 
 
 @app.command("models")
