@@ -35,8 +35,8 @@ from pathlib import Path, PurePath, PureWindowsPath
 
 from edgevad.errors import EdgevadError
 
-__all__ = ["ENV_VAR", "RECORD_PATHS", "RecordPathsError", "distinct_paths", "file_record", "machine_paths",
-           "portable_fields", "portable_sources", "record_path", "record_paths",
+__all__ = ["ENV_VAR", "RECORD_PATHS", "RecordPathsError", "distinct_paths", "file_record",
+           "machine_paths", "portable_fields", "portable_sources", "record_path", "record_paths",
            "set_record_paths"]
 
 RECORD_PATHS = ("relative", "name", "absolute")

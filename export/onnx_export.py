@@ -6,8 +6,9 @@ hidden state): it tries the dynamo exporter (``torch.export`` based, the default
 axis meant to be symbolic (the batch, and the segments of MIL-type heads) *is* symbolic in the
 written graph, renaming it to the requested name; a graph that baked an example size in is an
 :class:`OnnxExportError`. It drops the stack traces the dynamo exporter stores on every node
-(they name the exporting machine's files: two checkouts would write different graphs). The adapters wrap the zoo's modules so each stage's graph has the
-inputs and outputs the manifest names.
+(they name the exporting machine's files: two checkouts would write different graphs). The
+adapters wrap the zoo's modules so each stage's graph has the inputs and outputs the manifest
+names.
 """
 
 from __future__ import annotations
