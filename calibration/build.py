@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
 from edgevad.preprocess import preprocess_frame, resized_shape
+from edgevad.records import file_record
 from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 from edgevad.zoo import InputGeometry
 from edgevad_calibration.dataset import FLOAT, FRAMES, CalibrationError, CalibrationSet
@@ -39,7 +39,13 @@ LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv")
 def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
     """Videos from files, folders (their video files, sorted) and list files (first column of
     each line, relative to the list; ``#`` comments)."""
-    out: list[Path] = []
+    return [path for path, _ in _collect_named(inputs)]
+
+
+def _collect_named(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """:func:`collect_videos`, each video with the input the user named that led to it (the
+    root its record's path is taken from, :func:`edgevad.records.record_path`)."""
+    out: list[tuple[Path, Path]] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
@@ -47,7 +53,7 @@ def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
             if not found:
                 raise CalibrationError(f"folder {path} holds no video "
                                        f"({', '.join(VIDEO_EXTENSIONS)})")
-            out += found
+            out += [(p, path) for p in found]
         elif path.suffix.lower() in LIST_EXTENSIONS:
             if not path.is_file():
                 raise CalibrationError(f"video list {path} does not exist")
@@ -55,9 +61,9 @@ def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
                 line = line.split(",")[0].strip()
                 if line and not line.startswith("#"):
                     p = Path(line)
-                    out.append(p if p.is_absolute() else path.parent / p)
+                    out.append((p if p.is_absolute() else path.parent / p, path))
         elif path.is_file():
-            out.append(path)
+            out.append((path, path))
         else:
             raise CalibrationError(f"calibration input {path} does not exist")
     if not out:
@@ -148,16 +154,17 @@ def build_from_videos(
     list files). A flow geometry (``flow_bound`` set, 2 channels) gives motion-stage samples
     (encoded DIS flow), any other a backbone set. A video that cannot be decoded is an error
     naming it."""
-    paths = collect_videos(videos)
+    named = _collect_named(videos)
     if samples < 1:
         raise CalibrationError(f"samples must be >= 1, got {samples}")
     flow = _is_flow(geometry)
     role = "motion" if flow else "backbone"
     name = input_name or ("flow" if flow else "clip")
-    if len(paths) > samples:  # more videos than clips: take videos spread over the list
-        pick = sorted(set(int(round(i * (len(paths) - 1) / max(samples - 1, 1)))
+    if len(named) > samples:  # more videos than clips: take videos spread over the list
+        pick = sorted(set(int(round(i * (len(named) - 1) / max(samples - 1, 1)))
                           for i in range(samples)))
-        paths = [paths[i] for i in pick]
+        named = [named[i] for i in pick]
+    paths = [path for path, _ in named]
     T = int(geometry.clip_len)
     clips, sources, video_index = [], [], []
     for vi, (path, k) in enumerate(zip(paths, _share(samples, len(paths)))):
@@ -178,8 +185,8 @@ def build_from_videos(
             video_index.append(vi)
         if not flow and windows:
             _check_exact(windows[0][0], clips[-len(windows)][0], geometry)
-        sources.append({"path": str(path), "name": path.name, "sha256": sha256_file(path),
-                        "frames_declared": declared, "clip_starts": starts})
+        sources.append(file_record(path, named=named[vi][1], frames_declared=declared,
+                                   clip_starts=starts))
         if progress:
             log.info("calibration: %s, %d clip(s)", path.name, len(starts))
     arrays = {name: np.ascontiguousarray(np.stack(clips))}
@@ -231,8 +238,7 @@ def build_from_bags(
     x = np.stack([resample_segments(bags.features[i], segments) for i in idx]).astype(np.float32)
     return CalibrationSet(
         role="head", arrays={input_name: x}, encodings={input_name: FLOAT}, method=method,
-        sources=[{"path": str(path), "name": path.name, "sha256": sha256_file(path),
-                  "bags": [str(bags.names[i]) for i in idx]}],
+        sources=[file_record(path, bags=[str(bags.names[i]) for i in idx])],
         sampler={"kind": "feature-bags", "segments": segments, "bags": len(idx),
                  "labels": {"anomalous": int(np.sum(bags.labels[idx])),
                             "normal": int(len(idx) - np.sum(bags.labels[idx]))}},

@@ -30,6 +30,7 @@ import numpy as np
 
 from edgevad import __version__
 from edgevad.errors import EdgevadError
+from edgevad.records import portable_sources
 from edgevad.zoo import InputGeometry
 
 __all__ = ["CALIBRATION_FORMAT", "METHODS", "ROLES", "CalibrationError", "CalibrationSet",
@@ -83,7 +84,9 @@ class CalibrationSet:
     geometry: dict | None = None
     """The :class:`InputGeometry` dict the samples were made with (pixel and flow stages)."""
     sources: list[dict] = field(default_factory=list)
-    """Where the samples came from: ``{"path", "sha256", ...}`` per video or bag file."""
+    """Where the samples came from: ``{"name", "path", "sha256", ...}`` per video or bag file
+    (``path`` as :mod:`edgevad.records` writes it: never the machine's absolute path unless
+    asked for)."""
     sampler: dict = field(default_factory=dict)
     method: str = "minmax"
     """Default calibration method for this set (the quantizer may override it)."""
@@ -200,10 +203,12 @@ class CalibrationSet:
 
     # -- provenance --------------------------------------------------------------------------------
     def record(self, file: str | None = None) -> dict:
-        """The provenance record the artifact manifest keeps."""
+        """The provenance record the artifact manifest keeps (sources made portable: a set saved
+        by an older edgevad, or in ``--record-paths absolute``, may hold absolute paths)."""
         return {
             "role": self.role, "file": file, "method": self.method, "samples": self.n_samples,
-            "data_sha256": self.data_sha256, "sources": self.sources, "sampler": self.sampler,
+            "data_sha256": self.data_sha256, "sources": portable_sources(self.sources),
+            "sampler": self.sampler,
             "geometry": self.geometry, "inputs": {n: list(self.sample_shape(n))
                                                   for n in self.arrays},
         }

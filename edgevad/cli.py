@@ -47,10 +47,20 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
                                  help="Print the version and exit."),
+    record_paths: Optional[str] = typer.Option(
+        None, "--record-paths", help="How checkpoints, manifests, feature and calibration files "
+        "and reports name their input files: relative (default: as you wrote them when "
+        "relative, else by name), name, or absolute (this machine's full paths). See "
+        "docs/records.md."),
 ) -> None:
     """Edge inference for weakly-supervised video anomaly detection."""
+    from edgevad.records import set_record_paths
+
+    set_record_paths(record_paths)  # for this command only: library calls keep their default
+    ctx.call_on_close(lambda: set_record_paths(None))
 
 
 @app.command("models")

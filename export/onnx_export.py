@@ -5,8 +5,10 @@ hidden state): it tries the dynamo exporter (``torch.export`` based, the default
 2.9), falls back to the legacy TorchScript exporter when that fails, and then checks that every
 axis meant to be symbolic (the batch, and the segments of MIL-type heads) *is* symbolic in the
 written graph, renaming it to the requested name; a graph that baked an example size in is an
-:class:`OnnxExportError`. The adapters wrap the zoo's modules so each stage's graph has the
-inputs and outputs the manifest names.
+:class:`OnnxExportError`. It drops the stack traces the dynamo exporter stores on every node
+(they name the exporting machine's files: two checkouts would write different graphs). The
+adapters wrap the zoo's modules so each stage's graph has the inputs and outputs the manifest
+names.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(loggin
 
 __all__ = [
     "DEFAULT_OPSET", "BackboneAdapter", "DAMAdapter", "OnnxExport",
-    "OnnxExportError", "graph_axes", "torch_to_onnx",
+    "OnnxExportError", "drop_source_locations", "graph_axes", "torch_to_onnx",
 ]
 
 DEFAULT_OPSET = 18
@@ -158,17 +160,18 @@ def graph_axes(path: str | Path) -> dict[str, list[int | str]]:
 
 def _fix_symbolic_axes(path: Path, input_names, output_names,
                        axes: Mapping[str, Mapping[int, str]]) -> None:
-    """Fail unless every requested axis is symbolic; give those axes the requested names."""
+    """Fail unless every requested axis is symbolic; give those axes the requested names. Drop
+    the exporter's source locations (:func:`drop_source_locations`) in the same pass."""
     import onnx
 
     model = onnx.load(str(path))
+    changed = drop_source_locations(model)
     values = {v.name: v for v in list(model.graph.input) + list(model.graph.output)}
     got_in = [v.name for v in model.graph.input if v.name in set(input_names)]
     got_out = [v.name for v in model.graph.output]
     if got_in != list(input_names) or got_out != list(output_names):
         raise OnnxExportError(f"{path.name}: graph declares inputs {got_in} and outputs {got_out}, "
                               f"expected {list(input_names)} and {list(output_names)}")
-    changed = False
     for name, spec in axes.items():
         dims = values[name].type.tensor_type.shape.dim
         for axis, axis_name in spec.items():
@@ -184,6 +187,46 @@ def _fix_symbolic_axes(path: Path, input_names, output_names,
                 changed = True
     if changed:
         onnx.save(model, str(path))
+
+
+SOURCE_LOCATION_KEYS = ("pkg.torch.onnx.stack_trace",)
+"""Node metadata the dynamo exporter fills with Python stack traces: absolute paths of the
+exporting machine's files (``File "/home/alice/venv/.../container.py", line 253``)."""
+
+
+def drop_source_locations(model) -> bool:
+    """Remove the exporter's source locations from every node of ``model`` (an ``onnx``
+    ModelProto, its subgraphs and functions included): stack-trace metadata and doc strings that
+    name files. They name the exporting machine's folders, so two checkouts would write
+    different graphs (and artifact hashes) from the same weights; nothing reads them. Returns
+    whether anything was removed."""
+    from onnx import AttributeProto
+
+    from edgevad.records import machine_paths
+
+    changed = False
+
+    def nodes(graph):
+        for node in graph.node:
+            yield node
+            for attr in node.attribute:
+                if attr.type == AttributeProto.GRAPH:
+                    yield from nodes(attr.g)
+                elif attr.type == AttributeProto.GRAPHS:
+                    for g in attr.graphs:
+                        yield from nodes(g)
+
+    for node in [*nodes(model.graph), *(n for f in model.functions for n in f.node)]:
+        keep = [p for p in node.metadata_props if p.key not in SOURCE_LOCATION_KEYS
+                and not machine_paths(p.value)]
+        if len(keep) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(keep)
+            changed = True
+        if node.doc_string and machine_paths(node.doc_string):
+            node.doc_string = ""
+            changed = True
+    return changed
 
 
 def torch_to_onnx(

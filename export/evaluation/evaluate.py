@@ -36,6 +36,7 @@ from torch import nn
 
 from edgevad import protocols, zoo
 from edgevad.errors import EdgevadError
+from edgevad.hashing import sha256_file
 from edgevad.segments import resample_segments
 
 
@@ -165,8 +166,8 @@ def evaluate(checkpoint: str | Path | nn.Module, bags: FeatureBags | str | Path,
     rep = frame_report(videos, threshold=thr)
     report: dict[str, Any] = {
         "head": name,
-        "feature_file": bags.source or None,
-        "checkpoint": None if isinstance(checkpoint, nn.Module) else str(checkpoint),
+        **_named_inputs(bags.source, None if isinstance(checkpoint, nn.Module) else checkpoint,
+                        meta),
         **{k: _clean(v) for k, v in rep.to_dict().items()},
         "far_at_0.5": _clean(rep.far if thr == 0.5 else false_alarm_rate(videos, 0.5)),
         "score_range": list(score_range),
@@ -208,6 +209,21 @@ def evaluate(checkpoint: str | Path | nn.Module, bags: FeatureBags | str | Path,
         save_scores(scores_out, bags, seg_scores)
         report["scores_npz"] = str(scores_out)
     return report
+
+
+def _named_inputs(feature_file: str | None, checkpoint, meta: dict) -> dict[str, Any]:
+    """The report's inputs, named as :mod:`edgevad.records` names files (never the machine's
+    absolute paths unless asked for), each with its SHA-256."""
+    from edgevad.records import record_path
+
+    parts = feature_file.split(" + ") if feature_file else []
+    return {
+        "feature_file": " + ".join(record_path(p) for p in parts) or None,
+        "feature_file_sha256": (sha256_file(parts[0]) if len(parts) == 1
+                                and Path(parts[0]).is_file() else None),
+        "checkpoint": None if checkpoint is None else record_path(checkpoint),
+        "checkpoint_weights_sha256": None if checkpoint is None else meta.get("weights_sha256"),
+    }
 
 
 def save_scores(path: str | Path, bags: FeatureBags, seg_scores: list[np.ndarray]) -> Path:

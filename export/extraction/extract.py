@@ -23,7 +23,13 @@ The output is the feature-bag ``.npz`` of :mod:`edgevad_export.data.bags` (as
 ``../shared/data/ucf_crime_r3d34``): ``features`` [N, S, D], ``n_segments``, ``name``, ``label``,
 ``category``, plus ``n_frames`` (frames decoded) and ``protocol``, a 0-d string array holding a
 JSON object that records backbone, weights (name and SHA-256 where known), clip_len, stride,
-geometry, segments and the segment scheme, and the edgevad version (:func:`read_protocol`).
+geometry, segments and the segment scheme, and the edgevad version (:func:`read_protocol`), and
+``sources``, a 0-d string array holding a JSON list, one ``{"name", "path", "sha256"}`` per bag
+(:func:`read_sources`): the video each bag was made from, named as :mod:`edgevad.records` names
+files (its path relative to the folder or list the user named, never the machine's absolute
+path unless asked for), so a feature file can be checked against the videos anywhere and says
+nothing of the machine that wrote it. ``sources`` is kept apart from ``protocol``: the protocol
+says how features were made and is compared between files; the sources differ per file.
 
 Resume: each finished video is saved atomically to ``<out>.parts/<name>.npz`` together with a
 fingerprint of the protocol and of the source file (size, mtime); a rerun reuses every part whose
@@ -52,6 +58,7 @@ from edgevad.errors import EdgevadError
 from edgevad.hashing import sha256_file
 from edgevad.progress import progress_bar
 from edgevad.preprocess import preprocess_frame
+from edgevad.records import file_record
 from edgevad.segments import segment_bounds
 from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 
@@ -82,6 +89,9 @@ class VideoItem:
     name: str
     label: bool | None = None
     category: str | None = None
+    named: Path | None = None
+    """The input the user named that led to this video (a folder or list file; None: the video
+    itself), the root its record's path is taken from (:func:`edgevad.records.record_path`)."""
 
 
 @dataclass
@@ -146,7 +156,7 @@ def collect_videos(inputs: Iterable[str | Path]) -> list[VideoItem]:
             found = list_videos(path)
             if not found:
                 raise ExtractionError(f"Folder {path} holds no video ({', '.join(VIDEO_EXTENSIONS)})")
-            items.extend(VideoItem(p, p.stem) for p in found)
+            items.extend(VideoItem(p, p.stem, named=path) for p in found)
         elif path.suffix.lower() in LIST_EXTENSIONS:
             if not path.is_file():
                 raise ExtractionError(f"Video list {path} does not exist")
@@ -175,7 +185,7 @@ def _read_list(path: Path) -> list[VideoItem]:
                 label = category != "Normal"
         if len(cols) > 3:
             raise ExtractionError(f"{path}:{lineno}: expected 'path[,label[,category]]', got {line!r}")
-        items.append(VideoItem(video, video.stem, label, category))
+        items.append(VideoItem(video, video.stem, label, category, named=path))
     if not items:
         raise ExtractionError(f"Video list {path} names no video")
     return items
@@ -306,6 +316,15 @@ def read_protocol(path: str | Path) -> dict:
         return json.loads(str(data["protocol"].reshape(-1)[0]))
 
 
+def read_sources(path: str | Path) -> list[dict] | None:
+    """The ``sources`` of a feature-bag file (one ``{"name", "path", "sha256"}`` per bag, in
+    bag order); None for files written before they were recorded or by other tools."""
+    with np.load(path, allow_pickle=False) as data:
+        if "sources" not in data.files:
+            return None
+        return json.loads(str(data["sources"].reshape(-1)[0]))
+
+
 def _weights_record(spec: zoo.BackboneSpec, weights, random_init: bool) -> dict:
     """Name and hashes of the weights the backbone gets (as far as known without loading)."""
     if random_init:
@@ -330,7 +349,7 @@ def _weights_record(spec: zoo.BackboneSpec, weights, random_init: bool) -> dict:
         return record
     if name is not None and Path(name).is_file():
         return {"weights": Path(name).name, "weights_sha256": sha256_file(Path(name))}
-    return {"weights": None if name is None else str(name), "weights_sha256": None}
+    return {"weights": None if name is None else Path(str(name)).name, "weights_sha256": None}
 
 
 def _is_flow(geometry: zoo.InputGeometry) -> bool:
@@ -388,7 +407,8 @@ def _load_part(path: Path, fingerprint: str, segments: int) -> dict | None:
         with np.load(path, allow_pickle=False) as data:
             if str(data["fingerprint"]) != fingerprint:
                 return None
-            part = {k: data[k] for k in ("features", "n_frames", "n_clips")}
+            part = {k: data[k] for k in ("features", "n_frames", "n_clips", "sha256")
+                    if k in data.files}
     except Exception:  # a damaged part is simply recomputed
         return None
     if part["features"].ndim != 2 or part["features"].shape[0] != segments:
@@ -501,6 +521,9 @@ def extract_features(
         raise ExtractionError("No video could be extracted:\n" + "\n".join(
             f"  {name}: {why}" for name, why in report.failed.items()))
     feats = np.stack([results[items[i].name]["features"] for i in keep]).astype(np.float32)
+    sources = [file_record(items[i].path, named=items[i].named,
+                           sha256=_video_sha256(results[items[i].name], items[i].path))
+               for i in keep]
     _atomic_savez(
         out,
         features=feats,
@@ -510,6 +533,7 @@ def extract_features(
         category=np.asarray([item_cats[i] for i in keep]),
         n_frames=np.asarray([int(results[items[i].name]["n_frames"]) for i in keep], dtype=np.int64),
         protocol=np.asarray(json.dumps(protocol)),
+        sources=np.asarray(json.dumps(sources)),
     )
     report.out = out
     report.written = [items[i].name for i in keep]
@@ -517,6 +541,11 @@ def extract_features(
     if not keep_parts:
         shutil.rmtree(parts, ignore_errors=True)
     return report
+
+
+def _video_sha256(part: dict, path: Path) -> str:
+    """The video's SHA-256, as hashed when it was extracted (parts of older runs: now)."""
+    return str(part["sha256"]) if "sha256" in part else sha256_file(path)
 
 
 def _load_model(backbone: str, weights, random_init: bool, device: str):
@@ -601,7 +630,8 @@ def _extract_one(item: VideoItem, model, geometry: zoo.InputGeometry, segments: 
     report.seconds += time.perf_counter() - t0
     report.backbone_seconds += backbone_s
     return {"features": pooled, "n_frames": np.asarray(n_frames, dtype=np.int64),
-            "n_clips": np.asarray(len(centres), dtype=np.int64)}
+            "n_clips": np.asarray(len(centres), dtype=np.int64),
+            "sha256": np.asarray(sha256_file(item.path))}
 
 
 def _console():

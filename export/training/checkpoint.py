@@ -7,7 +7,11 @@ A checkpoint is a FOLDER::
                       name, its builder and builder kwargs, the feature protocol (backbone,
                       feature_dim, segments, the training feature file and its SHA-256, and
                       under ``extraction`` the file's own extraction record), the
-                      data summary, the edgevad version and the loss-log summary
+                      data summary, the edgevad version and the loss-log summary. The
+                      feature file is named as :mod:`edgevad.records` names files: as the
+                      user wrote it when relative, by its name when absolute (its SHA-256
+                      identifies it), so a shipped checkpoint says nothing of the machine
+                      that trained it
     loss_log.csv      step, loss (and its parts) during training
 
 ``load_checkpoint(dir) -> (model, meta)`` rebuilds the head through
@@ -66,6 +70,7 @@ def save_checkpoint(out_dir: str | Path, model: nn.Module, meta: dict[str, Any])
         record = extraction_record(meta["protocol"].get("feature_file"))
         if record:
             meta = {**meta, "protocol": {**meta["protocol"], "extraction": record}}
+    meta = {**meta, "protocol": portable_protocol(meta["protocol"])}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -84,6 +89,21 @@ def save_checkpoint(out_dir: str | Path, model: nn.Module, meta: dict[str, Any])
         **{k: v for k, v in meta.items() if k != "head"},
     }
     (out / META_FILE).write_text(json.dumps(full, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    return out
+
+
+def portable_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """``protocol`` with its feature files (``feature_file``, the motion stream's too; ``"a.npz
+    + b.npz"`` for concatenated splits) named by :func:`edgevad.records.record_path`. Run after
+    every record that reads the files has been taken: the names may not lead back to them."""
+    from edgevad.records import record_path
+
+    out = dict(protocol)
+    if isinstance(out.get("feature_file"), str):
+        out["feature_file"] = " + ".join(record_path(part)
+                                         for part in out["feature_file"].split(" + "))
+    if isinstance(out.get("motion"), dict):
+        out["motion"] = portable_protocol(out["motion"])
     return out
 
 
