@@ -8,8 +8,10 @@ it closes, it is reported only if it lasted at least ``min_frames`` frames.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from edgevad.errors import ConfigError
 from edgevad.runtime.results import AnomalyEvent, FrameResult
 
 __all__ = ["EventConfig", "EventTracker"]
@@ -28,15 +30,25 @@ class EventConfig:
 
     def resolve(self, default_threshold: float, score_range: tuple[float, float]
                 ) -> tuple[float, float]:
-        """(threshold, release) for a model; raises ``ValueError`` when inconsistent."""
-        on = float(default_threshold if self.threshold is None else self.threshold)
-        span = float(score_range[1]) - float(score_range[0])
-        off = float(on - self.hysteresis * span) if self.release is None else float(self.release)
+        """(threshold, release) for a model; raises :class:`ConfigError` (a ``ValueError``) when
+        inconsistent or not finite: a NaN threshold would silently never open an event."""
+        try:
+            on = float(default_threshold if self.threshold is None else self.threshold)
+            span = float(score_range[1]) - float(score_range[0])
+            off = (float(on - self.hysteresis * span) if self.release is None
+                   else float(self.release))
+        except (TypeError, ValueError):
+            raise ConfigError(f"event thresholds must be numbers, got threshold "
+                              f"{self.threshold!r}, release {self.release!r}") from None
+        if not (math.isfinite(on) and math.isfinite(off)):
+            whose = "the model's default threshold" if self.threshold is None else "threshold"
+            raise ConfigError(f"{whose} ({on}) and release ({off}) must be finite numbers")
         if off > on:
-            raise ValueError(f"event release threshold {off} is above the threshold {on}")
-        if self.min_frames < 1 or self.max_gap < 0:
-            raise ValueError(f"min_frames must be >= 1 and max_gap >= 0, got {self.min_frames}, "
-                             f"{self.max_gap}")
+            raise ConfigError(f"event release threshold {off} is above the threshold {on}")
+        if not (isinstance(self.min_frames, int) and isinstance(self.max_gap, int)) \
+                or self.min_frames < 1 or self.max_gap < 0:
+            raise ConfigError(f"min_frames must be an int >= 1 and max_gap >= 0, got "
+                              f"{self.min_frames!r}, {self.max_gap!r}")
         return on, off
 
 
