@@ -46,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import EdgevadError, MissingDependencyError
+from edgevad.errors import ConfigError, EdgevadError, MissingDependencyError
 from edgevad.manifest import Manifest, ManifestError, load_manifest
 from edgevad.runtime.engines import Engine, EngineError, open_engine, resolve_backend
 from edgevad.runtime.events import EventConfig, EventTracker
@@ -104,8 +104,8 @@ class Detector:
             manifest.default_threshold, manifest.score_range)
         self.on_event = on_event
         self.fps = fps
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch must be an int >= 1, got {max_batch!r}")
         self.max_batch = int(max_batch)
         self.idle_timeout_s = idle_timeout_s
         self._streams: dict[str, StreamSession] = {}
@@ -125,9 +125,25 @@ class Detector:
         ``"tensorrt"``. ``providers``: ONNX Runtime execution providers (default CPU).
         ``options``: ``events`` (:class:`EventConfig`), ``on_event``, ``fps``, ``max_batch``,
         ``idle_timeout_s``."""
+        unknown = set(options) - {"events", "on_event", "fps", "max_batch", "idle_timeout_s"}
+        if unknown:
+            raise TypeError(f"Detector.load() got unknown options {sorted(unknown)}")
         folder = Path(artifact_dir)
         manifest = load_manifest(folder, verify=True)
         chosen = resolve_backend(backend)
+        try:
+            return cls._load(folder, manifest, chosen, providers, threads, options)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            if isinstance(exc, EdgevadError):
+                raise
+            # the manifest passed its checks but a value in it cannot be used (a state that is
+            # not a mapping, a tensor spec of the wrong kind): name the file, not a traceback
+            raise ManifestError(f"malformed manifest {folder / 'manifest.json'}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def _load(cls, folder: Path, manifest: Manifest, chosen: str, providers, threads,
+              options: dict) -> Detector:
         engines = None
         if chosen == "auto" and _auto_backend(manifest) == "tensorrt":
             try:
