@@ -101,3 +101,15 @@ def test_ctrl_c_inside_the_dynamo_exporter_stops_the_export(tmp_path, monkeypatc
     with pytest.raises(EdgevadError):
         onnx_export.torch_to_onnx(model, (torch.zeros(1, 3),), tmp_path / "m.onnx", ["x"], ["y"])
     assert len(legacy) == 1
+
+
+@pytest.mark.parametrize("text, match", [("{bad", "not valid JSON"), ("[1]", "JSON object"),
+                                         (None, "cannot read")])
+def test_a_bad_train_config_file_is_one_line(tmp_path, text, match):
+    config = tmp_path / "config.json"
+    if text is not None:
+        config.write_text(text)
+    bags = _bags(tmp_path / "b.npz")
+    res = CliRunner().invoke(app, ["train", "--model", "mil", "--features", str(bags), "--out",
+                                   str(tmp_path / "ckpt"), "--config", str(config)])
+    assert isinstance(res.exception, EdgevadError) and match in str(res.exception)
