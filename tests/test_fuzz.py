@@ -183,3 +183,77 @@ def test_any_bag_file_loads_or_is_a_named_error(tmp_path_factory, data):
         return
     assert isinstance(bags, FeatureBags) and len(bags) == len(bags.names) == len(bags.labels)
     assert bags.labels.dtype == bool
+
+
+# --- events: constant memory, same events as keeping every frame ------------------------------
+
+class _ListTracker:
+    """The event tracker as it was before it kept running figures: every frame of an open
+    event in a list. The reference the constant-memory tracker must match exactly."""
+
+    def __init__(self, threshold, release, min_frames, max_gap):
+        self.threshold, self.release = threshold, release
+        self.min_frames, self.max_gap = min_frames, max_gap
+        self._open, self._below = None, 0
+
+    def update(self, r):
+        if self._open is None:
+            if r.score >= self.threshold:
+                self._open, self._below = [r], 0
+            return None
+        if r.score >= self.release:
+            self._open.append(r)
+            self._below = 0
+            return None
+        self._below += 1
+        if self._below <= self.max_gap:
+            self._open.append(r)
+            return None
+        return self._close("score")
+
+    def finish(self):
+        return self._close("flush") if self._open is not None else None
+
+    def _close(self, why):
+        frames = self._open or []
+        if self._below:
+            frames = frames[:len(frames) - min(self._below, self.max_gap)] if self.max_gap else frames
+        self._open, self._below = None, 0
+        if len(frames) < self.min_frames:
+            return None
+        peak = max(frames, key=lambda r: r.score)
+        return dict(start=frames[0].index, end=frames[-1].index, peak_score=peak.score,
+                    peak_frame=peak.index, start_time=frames[0].timestamp,
+                    end_time=frames[-1].timestamp, label=peak.label,
+                    mean_score=float(sum(r.score for r in frames) / len(frames)), closed_by=why)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(scores=st.lists(st.sampled_from([0.0, 0.3, 0.45, 0.5, 0.55, 0.7, 0.9, 0.9, 1.0]) |
+                       st.floats(0, 1), max_size=60),
+       threshold=st.sampled_from([0.5, 0.7]), hysteresis=st.sampled_from([0.0, 0.1, 0.3]),
+       min_frames=st.integers(1, 5), max_gap=st.integers(0, 4))
+def test_events_in_constant_memory_equal_keeping_every_frame(scores, threshold, hysteresis,
+                                                             min_frames, max_gap):
+    from edgevad.runtime.events import EventTracker
+    from edgevad.runtime.results import FrameResult
+
+    new = EventTracker("s", threshold, threshold - hysteresis, min_frames, max_gap)
+    ref = _ListTracker(threshold, threshold - hysteresis, min_frames, max_gap)
+    got, want = [], []
+    for i, v in enumerate(scores):
+        r = FrameResult("s", i, i / 25, v, i // 4, label=f"c{i % 3}")
+        got.append(new.update(r))
+        want.append(ref.update(r))
+    got.append(new.finish())
+    want.append(ref.finish())
+    assert [_fields(e) for e in got] == want
+    assert len(new._dips) <= max_gap  # nothing else is kept per frame
+
+
+def _fields(e):
+    if e is None:
+        return None
+    return dict(start=e.start, end=e.end, peak_score=e.peak_score, peak_frame=e.peak_frame,
+                start_time=e.start_time, end_time=e.end_time, label=e.label,
+                mean_score=e.mean_score, closed_by=e.closed_by)
