@@ -137,9 +137,10 @@ def run_command(
                 continue
             entries.append(_run_one(detector, src, run_dir, video=video, plot=plot,
                                     max_frames=max_frames, stop=stop))
-    code = (EXIT_SIGNAL[stop.signum] if stop.signum is not None
-            else EXIT_SOURCES_FAILED if any(e["status"] == "failed" for e in entries) else EXIT_OK)
-    report = _write_report(run_dir, entries, detector, folder, started, stop.signame, code)
+        code = (EXIT_SIGNAL[stop.signum] if stop.signum is not None
+                else EXIT_SOURCES_FAILED if any(e["status"] == "failed" for e in entries)
+                else EXIT_OK)
+        report = _write_report(run_dir, entries, detector, folder, started, stop.signame, code)
     _summary(entries, top)
     console.print(f"  {'report':<12} {report}", soft_wrap=True, highlight=False)
     if stop.signum is not None:
