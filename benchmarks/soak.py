@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
         if now >= next_churn:  # one camera leaves cleanly, one goes silent, two new ones come
             next_churn = now + args.churn
             gone = next(iter(streams))
-            scored += len(det.flush(gone))
-            det.remove(gone)
+            if gone in det.streams:
+                scored += len(det.flush(gone))
+                det.remove(gone)
             silent = next(iter(k for k in streams if k != gone), None)
             for sid in (gone, silent):
                 if sid is not None:

@@ -98,7 +98,11 @@ def run_command(
     read_timeout: float = typer.Option(10.0, min=0.1, help="Seconds without a frame after which "
                                        "a network stream counts as stalled."),
 ) -> None:
-    """Score videos, folders, cameras or streams: per-frame scores, events, plot, report.json."""
+    """Score videos, folders, cameras or streams: per-frame scores, events, plot, report.json.
+
+    Exit status: 0 every source scored; 1 nothing ran; 2 usage; 3 some source failed (the
+    others scored; see report.json); 130 SIGINT, 143 SIGTERM (what was read is scored).
+    """
     from edgevad.runtime.detector import Detector
     from edgevad.runtime.events import EventConfig
     from edgevad.sources import Reconnect, open_sources, unique_names

@@ -475,3 +475,22 @@ def test_a_tampered_manifest_is_a_named_error(tiny_artifact, tmp_path, edit, mat
     (art / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ManifestError, match=match):
         Detector.load(art)
+
+
+def test_a_slow_batch_does_not_evict_the_streams_it_was_fed(tiny_artifact, monkeypatch):
+    """An engine call longer than idle_timeout_s (a slow CPU, a big batch) must not evict the
+    very streams whose frames it scored: only streams that got no frame are idle."""
+    import time
+
+    det = Detector.load(tiny_artifact("mil"), idle_timeout_s=0.05)
+    real = det.pipeline.run
+
+    def slow(*args, **kw):
+        time.sleep(0.1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(det.pipeline, "run", slow)
+    fs = frames(8)
+    for f in fs:
+        det.process({"a": f, "b": f})
+    assert sorted(det.streams) == ["a", "b"]

@@ -225,8 +225,8 @@ class Detector:
             results[sid].extend(lst)
         for sid, session, _ in checked:  # frames an earlier clip already covers (stride > len)
             results[sid].extend(self._track(session, session.emit()))
-        if self.idle_timeout_s is not None:
-            for sid, lst in self.evict_idle(self.idle_timeout_s).items():
+        if self.idle_timeout_s is not None:  # not the streams fed now, however long this took
+            for sid, lst in self._evict_idle(self.idle_timeout_s, keep=frames).items():
                 results.setdefault(sid, []).extend(lst)
         return results
 
@@ -277,13 +277,16 @@ class Detector:
     def evict_idle(self, max_idle_s: float) -> dict[str, list[FrameResult]]:
         """Flush and drop streams without a frame for ``max_idle_s`` seconds."""
         with self._lock:
-            now = time.monotonic()
-            out = {}
-            for sid in [sid for sid, s in self._streams.items()
-                        if now - s.last_seen > max_idle_s]:
-                out[sid] = self._flush(sid)
-                del self._streams[sid]
-            return out
+            return self._evict_idle(max_idle_s)
+
+    def _evict_idle(self, max_idle_s: float, keep=()) -> dict[str, list[FrameResult]]:
+        now = time.monotonic()
+        out = {}
+        for sid in [sid for sid, s in self._streams.items()
+                    if now - s.last_seen > max_idle_s and sid not in keep]:
+            out[sid] = self._flush(sid)
+            del self._streams[sid]
+        return out
 
     def evicted(self) -> dict[str, list[FrameResult]]:
         """Drain the final results of streams that :meth:`push` evicted (``idle_timeout_s``)
