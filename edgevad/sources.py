@@ -86,7 +86,8 @@ class FrameSource:
                ) -> Iterator[tuple[np.ndarray, float | None]]:
         """Yield (BGR frame, timestamp in seconds) decoded on a background thread. Setting
         ``stop`` ends the iteration within 0.1 s, even while the source gives no frame."""
-        return _threaded(self._decode, queue_size, stop)
+        join_s = 10.0 + (self.reconnect.read_timeout_s if self.live else 0.0)  # a read may block
+        return _threaded(self._decode, queue_size, stop, join_s)
 
     def _decode(self, stop: threading.Event) -> Iterator[tuple[np.ndarray, float | None]]:
         if self.kind == "file":
@@ -156,7 +157,8 @@ def _capture(spec: str, kind: str, timeout_s: float | None = None) -> cv2.VideoC
 _END = object()
 
 
-def _threaded(make, size: int, stop: threading.Event | None = None) -> Iterator:
+def _threaded(make, size: int, stop: threading.Event | None = None,
+              join_s: float = 10.0) -> Iterator:
     """Run the generator ``make(stop)`` on a thread; re-raise its exception in the consumer.
 
     The thread is told to stop and joined when the consumer finishes, fails or is closed, and
@@ -198,9 +200,9 @@ def _threaded(make, size: int, stop: threading.Event | None = None) -> Iterator:
             yield item
     finally:
         done.set()
-        thread.join(timeout=10.0)
+        thread.join(timeout=join_s)
         if thread.is_alive():  # a capture blocked in a read that has no timeout
-            log.warning("the decode thread did not stop within 10 s")
+            log.warning("the decode thread did not stop within %.0f s", join_s)
 
 
 def _put(q: queue.Queue, item, done: threading.Event) -> None:
