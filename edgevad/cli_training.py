@@ -50,6 +50,20 @@ def _key_values(pairs: list[str] | None) -> dict:
     return out
 
 
+def _read_config(path: Path) -> dict:
+    """A JSON object from ``--config``; a missing file or bad JSON is one line, not a traceback."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EdgevadError(f"cannot read --config {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise EdgevadError(f"--config {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EdgevadError(f"--config {path} must hold a JSON object of TrainConfig fields, got "
+                           f"{type(data).__name__}")
+    return data
+
+
 def extract_command(
     inputs: List[Path] = typer.Argument(..., help="Videos, folders of videos, or list files "
                                         "(one 'path[,label[,category]]' a line)."),
@@ -106,7 +120,7 @@ def train_command(
 ) -> None:
     """Train an anomaly head on feature bags with video-level labels."""
     training = training_side("edgevad train", "edgevad_export.training")
-    settings = json.loads(config.read_text()) if config else {}
+    settings = _read_config(config) if config else {}
     settings.update(_given(model=model, backbone=backbone, steps=steps, lr=lr, optimizer=optimizer,
                            weight_decay=weight_decay, topk=topk, seed=seed, threads=threads))
     if batch is not None:

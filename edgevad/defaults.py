@@ -61,9 +61,9 @@ def default_artifact(progress: bool = True) -> Path:
     folder = default_artifact_dir()
     if (folder / "manifest.json").is_file():
         try:
-            load_manifest(folder, verify=True)
+            _check_is_default(load_manifest(folder, verify=True))
             return folder
-        except ManifestError as exc:  # damaged or partly deleted: build it again
+        except ManifestError as exc:  # damaged, partly deleted or another model: build it again
             _say(progress, f"the cached default model is unusable ({exc}); building it again")
     try:
         from edgevad_export.exporter import export_model
@@ -91,6 +91,24 @@ def default_artifact(progress: bool = True) -> Path:
         raise
     load_manifest(folder, verify=True)
     return folder
+
+
+def _check_is_default(manifest) -> None:
+    """A valid artifact in the default slot must also *be* the default model: its head, the
+    shipped head file (by SHA-256) and the registry's I3D weights. Anything else copied there
+    would otherwise run, and be reported, as the default."""
+    from edgevad.manifest import ManifestError
+
+    meta = default_model_info()["checkpoint"]
+    head_sha = meta.get("weights_sha256") or sha256_file(DEFAULT_MODEL_DIR / "head.pt")
+    head = manifest.weights.get("head")
+    backbone = manifest.weights.get("backbone")
+    got = (manifest.head, head and head.file_sha256, backbone and backbone.name)
+    want = (meta["head"], head_sha, WEIGHTS)
+    if got != want:
+        raise ManifestError(f"it holds another model (head {got[0]!r}, head file "
+                            f"{str(got[1])[:12]}, backbone weights {got[2]!r}; the default is "
+                            f"{want[0]!r}, {want[1][:12]}, {want[2]!r})")
 
 
 def _say(progress: bool, text: str) -> None:

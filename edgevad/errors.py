@@ -25,6 +25,10 @@ class UnsafePickleError(WeightsError):
     """A pickle asked for something other than numpy's array rebuilders."""
 
 
+class ConfigError(EdgevadError, ValueError):
+    """An option value that cannot work (a NaN threshold, a minimum event length of 0)."""
+
+
 class DownloadError(EdgevadError):
     """A package could not be fetched from the package index."""
 

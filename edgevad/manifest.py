@@ -20,6 +20,7 @@ Torch-free: json, hashlib, and ``onnx`` (if installed) or ONNX Runtime to read g
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -215,6 +216,24 @@ def _engine_record(e: Any, where: str) -> dict:
     if not isinstance(e, dict) or "file" not in e or "precision" not in e:
         raise ManifestError(f"{where}: an engine record needs 'file' and 'precision', got {e!r}")
     return dict(e)
+
+
+def _check_numbers(m: Manifest) -> None:
+    """Numbers the runtime computes with: a NaN threshold would never open an event, a negative
+    window or stride would fail deep inside the clip buffer with a bare traceback."""
+    if not math.isfinite(m.default_threshold):
+        raise ManifestError(f"default_threshold must be a finite number, got {m.default_threshold}")
+    r = m.score_range
+    if len(r) != 2 or not (math.isfinite(r[0]) and math.isfinite(r[1]) and r[0] < r[1]):
+        raise ManifestError(f"score_range must be two finite numbers, low < high, got "
+                            f"{list(m.score_range)}")
+    p = m.protocol
+    for key in ("clip_len", "stride", "segments", "window"):
+        v = getattr(p, key)
+        if v is None and key in ("segments", "window"):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ManifestError(f"protocol {key} must be a whole number >= 1, got {v!r}")
 
 
 def _by_name(items: Iterable, name: str, what: str):
@@ -446,6 +465,7 @@ class Manifest:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ManifestError(f"stage names repeat: {names}")
+        _check_numbers(self)
         for s in self.stages:
             if s.file not in self.files:
                 raise ManifestError(f"stage {s.name!r} file {s.file} is not listed in 'files'")

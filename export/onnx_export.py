@@ -140,6 +140,18 @@ def _export_legacy(module, example_inputs, path, input_names, output_names, axes
     )
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is somewhere in the chain: torch's dynamo exporter catches
+    it and re-raises its own error, which must stop the export, not fall back to legacy."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _reason(exc: BaseException) -> str:
     """The root cause's first line, without terminal colour codes."""
     while exc.__cause__ is not None:
@@ -280,6 +292,8 @@ def torch_to_onnx(
                 raise OnnxExportError(f"the {kind} exporter wrote no file")
             _fix_symbolic_axes(path, input_names, output_names, axes)
         except Exception as exc:  # noqa: BLE001 - any exporter failure: try the next one
+            if _interrupted(exc):  # Ctrl-C inside the exporter, wrapped as its own error
+                raise KeyboardInterrupt from exc
             first = _reason(exc)
             errors.append(f"{kind}: {first}")
             log.warning("%s export of %s failed: %s", kind, path.name, first)

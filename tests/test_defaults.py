@@ -100,3 +100,16 @@ def test_a_damaged_artifact_is_rebuilt_not_used(built, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "edgevad_export.exporter", None)
     with pytest.raises(MissingDependencyError):  # it went for a rebuild
         defaults.default_artifact(progress=False)
+
+
+def test_another_model_in_the_default_slot_is_rebuilt_not_used(tiny_artifact, tmp_path,
+                                                               monkeypatch, capsys):
+    """A valid artifact copied into the default slot is not the default model: not used."""
+    monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path))
+    slot = defaults.default_artifact_dir()
+    shutil.copytree(tiny_artifact("mil"), slot)
+    load_manifest(slot, verify=True)  # valid in itself
+    monkeypatch.setitem(sys.modules, "edgevad_export.exporter", None)
+    with pytest.raises(MissingDependencyError):  # it went for a rebuild
+        defaults.default_artifact(progress=True)
+    assert "holds another model" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edgevad import Detector
+from edgevad.errors import EdgevadError
 from edgevad.manifest import ManifestError
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.results import FrameResult
@@ -266,14 +267,19 @@ def test_event_config_resolves_against_the_model():
         EventConfig(threshold=0.5, release=0.6).resolve(0.5, (0, 1))
 
 
-def test_detector_delivers_events_by_callback_and_iterator(tiny_artifact):
+def test_detector_delivers_events_by_callback_or_iterator(tiny_artifact):
     got = []
-    det = Detector.load(tiny_artifact("mil"), events=EventConfig(threshold=0.0, min_frames=2),
-                        on_event=got.append)
+    cfg = EventConfig(threshold=0.0, min_frames=2)
+    det = Detector.load(tiny_artifact("mil"), events=cfg, on_event=got.append)
+    for i in range(50):  # a callback-only app: the queue must not grow
+        stream(det, frames(9), sid=f"s{i}")
+    assert len(got) == 50 and list(det.events()) == [] and len(det._events) == 0
+    det = Detector.load(tiny_artifact("mil"), events=cfg)
     stream(det, frames(9))
     events = list(det.events())
-    assert len(got) == len(events) == 1 and events[0].closed_by == "flush"
+    assert len(events) == 1 and events[0].closed_by == "flush"
     assert (events[0].start, events[0].end) == (0, 8)
+    assert (got[0].start, got[0].end, got[0].peak_score) == (0, 8, events[0].peak_score)
 
 
 def test_a_manifest_whose_protocol_contradicts_its_geometry_is_refused(tiny_artifact, tmp_path):
@@ -329,3 +335,162 @@ def test_a_head_trained_on_other_features_is_refused(tiny_artifact, tmp_path):
                                       "geometry": g}
     (art / "manifest.json").write_text(json.dumps(m))
     Detector.load(art)  # the same protocol passes
+
+
+# --- faults around the core: eviction, stream keys, thresholds, threads -------------------------
+
+def test_push_keeps_the_final_results_of_streams_it_evicts(tiny_artifact):
+    import time
+
+    det = Detector.load(tiny_artifact("mil"), idle_timeout_s=0.05)
+    a = [r.index for f in frames(6) for r in det.push(f, "a")]
+    time.sleep(0.1)
+    b = [r.index for f in frames(2) for r in det.push(f, "b")]  # evicts "a" inside this push
+    assert a == [0, 1, 2, 3] and b == [] and det.streams == ["b"]
+    evicted = det.evicted()
+    assert [r.index for r in evicted["a"]] == [4, 5] and det.evicted() == {}
+    ref = stream(Detector.load(tiny_artifact("mil")), frames(6), sid="a")
+    assert [r.score for r in evicted["a"]] == [r.score for r in ref[4:]]
+
+
+def test_int_stream_keys_keep_timestamps_and_the_backwards_check(tiny_artifact):
+    det = Detector.load(tiny_artifact("mil"))
+    fs = frames(5)
+    got = []
+    for i, f in enumerate(fs[:4]):
+        got += det.process({7: f}, {7: 1.0 + i})["7"]
+    assert [r.timestamp for r in got] == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(FrameError, match="backwards"):
+        det.process({7: fs[4]}, {7: 0.5})
+    with pytest.raises(FrameError, match="given twice"):
+        det.process({7: fs[4], "7": fs[4]})
+
+
+@pytest.mark.parametrize("ts", ["1.5", b"1", [1.0], True])
+def test_a_timestamp_that_is_not_a_number_is_a_frame_error(tiny_artifact, ts):
+    det = Detector.load(tiny_artifact("mil"))
+    with pytest.raises(FrameError, match="timestamp must be a number"):
+        det.push(frames(1)[0], "s", ts)
+    assert det.frames_seen("s") == 0
+
+
+def test_thresholds_that_cannot_work_are_named_errors(tiny_artifact, tmp_path):
+    import json
+
+    from edgevad.errors import ConfigError
+
+    for cfg in (EventConfig(threshold=float("nan")), EventConfig(threshold=float("inf")),
+                EventConfig(min_frames=0), EventConfig(threshold="high")):
+        with pytest.raises(ConfigError):
+            Detector.load(tiny_artifact("mil"), events=cfg)
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact("mil"), art)
+    m = json.loads((art / "manifest.json").read_text())
+    m["default_threshold"] = float("nan")
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="default_threshold"):
+        Detector.load(art)
+
+
+def test_one_detector_shared_by_threads(tiny_artifact):
+    """Streams created, fed, flushed and removed on four threads while a fifth evicts idle ones:
+    no 'dictionary changed size', and every stream's scores equal a lone stream's."""
+    import threading
+
+    det = Detector.load(tiny_artifact("mil"))
+    fs = frames(9)
+    ref = [r.score for r in stream(Detector.load(tiny_artifact("mil")), fs)]
+    errors, scores, stop = [], [], threading.Event()
+
+    def worker(w):
+        try:
+            for k in range(15):
+                sid = f"w{w}-{k}"
+                out = stream(det, fs, sid=sid)
+                det.remove(sid)
+                scores.append([r.score for r in out])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def evictor():
+        while not stop.is_set():
+            try:
+                det.evict_idle(0.0)  # evicts streams mid-feed: their frames come back here
+                list(det.events())
+                det.streams
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    ev = threading.Thread(target=evictor)
+    ev.start()
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    ev.join()
+    # an evicted stream's later frames start a new stream, so some workers hit 'unknown stream'
+    # or 'flushed' - named errors; a RuntimeError would mean unguarded state
+    assert not [e for e in errors if not isinstance(e, EdgevadError)], errors
+    full = [s for s in scores if len(s) == 9]
+    assert all(s == ref for s in full)
+
+
+def test_one_detector_shared_by_threads_without_eviction(tiny_artifact):
+    import threading
+
+    det = Detector.load(tiny_artifact("mil"))
+    fs = frames(9)
+    ref = [r.score for r in stream(Detector.load(tiny_artifact("mil")), fs)]
+    out: dict[str, list] = {}
+
+    def worker(w):
+        for k in range(10):
+            sid = f"w{w}-{k}"
+            out[sid] = [r.score for r in stream(det, fs, sid=sid)]
+            det.remove(sid)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 40 and all(v == ref for v in out.values())
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m["stages"][0].update(name="trunk"), "backbone"),
+    (lambda m: m["protocol"].update(window=-3), "window"),
+    (lambda m: m["protocol"].update(stride=0), "stride"),
+    (lambda m: m.update(score_range=[1.0, 0.0]), "score_range"),
+])
+def test_a_tampered_manifest_is_a_named_error(tiny_artifact, tmp_path, edit, match):
+    import json
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact("mil"), art)
+    m = json.loads((art / "manifest.json").read_text())
+    edit(m)
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match=match):
+        Detector.load(art)
+
+
+def test_a_slow_batch_does_not_evict_the_streams_it_was_fed(tiny_artifact, monkeypatch):
+    """An engine call longer than idle_timeout_s (a slow CPU, a big batch) must not evict the
+    very streams whose frames it scored: only streams that got no frame are idle."""
+    import time
+
+    det = Detector.load(tiny_artifact("mil"), idle_timeout_s=0.05)
+    real = det.pipeline.run
+
+    def slow(*args, **kw):
+        time.sleep(0.1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(det.pipeline, "run", slow)
+    fs = frames(8)
+    for f in fs:
+        det.process({"a": f, "b": f})
+    assert sorted(det.streams) == ["a", "b"]

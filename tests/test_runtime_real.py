@@ -82,6 +82,6 @@ def test_edgevad_run_completes_on_real_video(i3d_mil, shared_data, tmp_path):
                                       "--artifacts", str(i3d_mil[0]), "--out", str(tmp_path),
                                       "--max-frames", "48"])
     assert result.exit_code == 0, result.output
-    rows = (tmp_path / "04.scores.csv").read_text().splitlines()
+    rows = (tmp_path / "run" / "04.scores.csv").read_text().splitlines()
     assert len(rows) == 1 + 48
-    assert (tmp_path / "04.events.json").is_file()
+    assert (tmp_path / "run" / "04.events.json").is_file()

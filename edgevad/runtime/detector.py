@@ -17,7 +17,16 @@ does), so streaming a video and :meth:`score_video` agree exactly.
 (clip buffer, flow, DAM state, pending frames, events); the engines are shared. :meth:`process`
 takes one frame per stream and runs every clip completed in that call in one engine batch.
 Streams idle for ``idle_timeout_s`` are evicted (flushed, results returned) by
-:meth:`evict_idle`, which :meth:`process` also calls.
+:meth:`evict_idle`, which :meth:`process` and :meth:`push` also call; :meth:`push` returns only
+its own stream's results, so the final results of streams it evicts wait in :meth:`evicted`
+(nothing is dropped).
+
+**Events** closed so far are drained by :meth:`events`; with ``on_event`` they go to the callback
+instead and are not also queued (a callback-only app would otherwise grow the queue forever).
+
+**Threads.** One Detector may be shared by threads: every public method holds one re-entrant
+lock around the session state, so calls are serialised (the engines run one batch at a time;
+for parallel inference, give each thread its own Detector, or batch streams in :meth:`process`).
 
 **Bad input** is a :class:`~edgevad.runtime.stream.FrameError` raised before any state changes:
 the stream and all others continue as if the call had not happened. A resolution change needs
@@ -27,6 +36,7 @@ the stream and all others continue as if the call had not happened. A resolution
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import EdgevadError, MissingDependencyError
+from edgevad.errors import ConfigError, EdgevadError, MissingDependencyError
 from edgevad.manifest import Manifest, ManifestError, load_manifest
 from edgevad.runtime.engines import Engine, EngineError, open_engine, resolve_backend
 from edgevad.runtime.events import EventConfig, EventTracker
@@ -78,6 +88,10 @@ class Detector:
         self.manifest = manifest
         self.artifact_dir = artifact_dir
         self.engines = engines
+        for stage in ("backbone", "head"):
+            if not manifest.has_stage(stage):
+                raise ManifestError(f"the manifest has no {stage!r} stage (stages: "
+                                    f"{[s.name for s in manifest.stages]}); re-export the model")
         self.pipeline = Pipeline(manifest, engines)
         self.geometry = manifest.geometry("backbone")
         self.flow_geometry = manifest.geometry("motion") if manifest.has_stage("motion") else None
@@ -90,12 +104,15 @@ class Detector:
             manifest.default_threshold, manifest.score_range)
         self.on_event = on_event
         self.fps = fps
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch must be an int >= 1, got {max_batch!r}")
         self.max_batch = int(max_batch)
         self.idle_timeout_s = idle_timeout_s
         self._streams: dict[str, StreamSession] = {}
         self._events: deque[AnomalyEvent] = deque()
+        self._evicted: dict[str, list[FrameResult]] = {}
+        self._capture: dict[str, list[AnomalyEvent]] = {}  # score_video's private streams
+        self._lock = threading.RLock()
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -108,9 +125,25 @@ class Detector:
         ``"tensorrt"``. ``providers``: ONNX Runtime execution providers (default CPU).
         ``options``: ``events`` (:class:`EventConfig`), ``on_event``, ``fps``, ``max_batch``,
         ``idle_timeout_s``."""
+        unknown = set(options) - {"events", "on_event", "fps", "max_batch", "idle_timeout_s"}
+        if unknown:
+            raise TypeError(f"Detector.load() got unknown options {sorted(unknown)}")
         folder = Path(artifact_dir)
         manifest = load_manifest(folder, verify=True)
         chosen = resolve_backend(backend)
+        try:
+            return cls._load(folder, manifest, chosen, providers, threads, options)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            if isinstance(exc, EdgevadError):
+                raise
+            # the manifest passed its checks but a value in it cannot be used (a state that is
+            # not a mapping, a tensor spec of the wrong kind): name the file, not a traceback
+            raise ManifestError(f"malformed manifest {folder / 'manifest.json'}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def _load(cls, folder: Path, manifest: Manifest, chosen: str, providers, threads,
+              options: dict) -> Detector:
         engines = None
         if chosen == "auto" and _auto_backend(manifest) == "tensorrt":
             try:
@@ -141,11 +174,13 @@ class Detector:
 
     @property
     def streams(self) -> list[str]:
-        return list(self._streams)
+        with self._lock:
+            return list(self._streams)
 
     def frames_seen(self, stream: str = DEFAULT_STREAM) -> int:
-        s = self._streams.get(str(stream))
-        return 0 if s is None else s.buffer.frames
+        with self._lock:
+            s = self._streams.get(str(stream))
+            return 0 if s is None else s.buffer.frames
 
     # -- frames in ---------------------------------------------------------------------------------
     def push(self, frame: np.ndarray, stream: str = DEFAULT_STREAM,
@@ -153,19 +188,31 @@ class Detector:
         """Add one frame of ``stream``; returns the frame results that became known."""
         stream = str(stream)
         ts = None if timestamp is None else {stream: timestamp}
-        return self.process({stream: frame}, ts).get(stream, [])
+        with self._lock:
+            results = self.process({stream: frame}, ts)
+            mine = results.pop(stream, [])
+            for sid, lst in results.items():  # streams this call evicted: kept for evicted()
+                if lst:
+                    self._evicted.setdefault(sid, []).extend(lst)
+            return mine
 
     def process(self, frames: Mapping[str, np.ndarray],
                 timestamps: Mapping[str, float] | None = None) -> dict[str, list[FrameResult]]:
         """One frame for each of several streams; clips completed in this call run in one
         batch. Every frame is checked first: one bad frame raises :class:`FrameError` (naming
-        its stream) and no stream changes."""
-        timestamps = timestamps or {}
+        its stream) and no stream changes. Stream ids are strings (other keys are converted,
+        in ``timestamps`` too)."""
+        with self._lock:
+            return self._process(frames, timestamps)
+
+    def _process(self, frames: Mapping[str, np.ndarray],
+                 timestamps: Mapping[str, float] | None) -> dict[str, list[FrameResult]]:
+        frames = _by_stream(frames, "frames")
+        timestamps = _by_stream(timestamps or {}, "timestamps")
         checked = []
-        for key, frame in frames.items():
-            sid = str(key)
+        for sid, frame in frames.items():
             session = self._streams.get(sid) or self._new_session(sid)
-            checked.append((sid, session, session.check(frame, timestamps.get(key))))
+            checked.append((sid, session, session.check(frame, timestamps.get(sid))))
         jobs = []
         for sid, session, frame in checked:
             self._streams.setdefault(sid, session)
@@ -178,14 +225,18 @@ class Detector:
             results[sid].extend(lst)
         for sid, session, _ in checked:  # frames an earlier clip already covers (stride > len)
             results[sid].extend(self._track(session, session.emit()))
-        if self.idle_timeout_s is not None:
-            for sid, lst in self.evict_idle(self.idle_timeout_s).items():
+        if self.idle_timeout_s is not None:  # not the streams fed now, however long this took
+            for sid, lst in self._evict_idle(self.idle_timeout_s, keep=frames).items():
                 results.setdefault(sid, []).extend(lst)
         return results
 
     def flush(self, stream: str | None = None) -> list[FrameResult]:
         """Score every frame still waiting in ``stream`` (all streams when None), closing open
         events; the stream then needs :meth:`reset` before new frames."""
+        with self._lock:
+            return self._flush(stream)
+
+    def _flush(self, stream: str | None) -> list[FrameResult]:
         sessions = list(self._streams.values()) if stream is None else [self._session(stream)]
         jobs = []
         for s in sessions:
@@ -214,26 +265,46 @@ class Detector:
 
     def reset(self, stream: str = DEFAULT_STREAM) -> None:
         """Forget a stream's frames and state (a camera restarted, a cut, a new resolution)."""
-        self._session(stream).reset()
+        with self._lock:
+            self._session(stream).reset()
 
     def remove(self, stream: str) -> None:
         """Drop a stream without scoring its pending frames."""
-        self._streams.pop(str(stream), None)
+        with self._lock:
+            self._streams.pop(str(stream), None)
+            self._evicted.pop(str(stream), None)
 
     def evict_idle(self, max_idle_s: float) -> dict[str, list[FrameResult]]:
         """Flush and drop streams without a frame for ``max_idle_s`` seconds."""
+        with self._lock:
+            return self._evict_idle(max_idle_s)
+
+    def _evict_idle(self, max_idle_s: float, keep=()) -> dict[str, list[FrameResult]]:
         now = time.monotonic()
         out = {}
-        for sid in [sid for sid, s in self._streams.items() if now - s.last_seen > max_idle_s]:
-            out[sid] = self.flush(sid)
+        for sid in [sid for sid, s in self._streams.items()
+                    if now - s.last_seen > max_idle_s and sid not in keep]:
+            out[sid] = self._flush(sid)
             del self._streams[sid]
         return out
 
+    def evicted(self) -> dict[str, list[FrameResult]]:
+        """Drain the final results of streams that :meth:`push` evicted (``idle_timeout_s``)
+        while pushing another stream's frame: {stream: results}."""
+        with self._lock:
+            out, self._evicted = self._evicted, {}
+            return out
+
     # -- events ------------------------------------------------------------------------------------
     def events(self) -> Iterator[AnomalyEvent]:
-        """Drain the events closed so far (all streams, in the order they closed)."""
-        while self._events:
-            yield self._events.popleft()
+        """Drain the events closed so far (all streams, in the order they closed). Empty when
+        the Detector has an ``on_event`` callback: events go there instead."""
+        while True:
+            with self._lock:
+                if not self._events:
+                    return
+                event = self._events.popleft()
+            yield event
 
     # -- offline -----------------------------------------------------------------------------------
     def score_video(self, path: str | Path, *, strict: bool = True,
@@ -244,11 +315,12 @@ class Detector:
         """
         reader = VideoReader(path, strict=strict)
         fps = reader.info.fps or (self.fps or 0.0)
-        sid, n = str(path), 1
-        while sid in self._streams:
-            sid, n = f"{path}#{n}", n + 1
+        with self._lock:
+            sid, n = str(path), 1
+            while sid in self._streams or sid in self._capture:
+                sid, n = f"{path}#{n}", n + 1
+            self._capture[sid] = events = []
         results: list[FrameResult] = []
-        n_events = len(self._events)
         try:
             for i, frame in enumerate(reader):
                 results.extend(self.push(frame, sid, i / fps if fps else None))
@@ -256,9 +328,11 @@ class Detector:
                     progress(i + 1)
             results.extend(self.flush(sid))
         finally:
-            self._streams.pop(sid, None)
-        events = [e for e in list(self._events)[n_events:] if e.stream == sid]
-        self._events = deque(e for e in self._events if e.stream != sid)
+            with self._lock:
+                self._streams.pop(sid, None)
+                self._capture.pop(sid, None)
+                results.extend(self._evicted.pop(sid, []))
+            reader.close()
         return VideoScores(str(path), fps, np.array([r.score for r in results]), results, events)
 
     # -- internals ---------------------------------------------------------------------------------
@@ -296,9 +370,27 @@ class Detector:
         return results
 
     def _deliver(self, event: AnomalyEvent) -> None:
-        self._events.append(event)
+        captured = self._capture.get(event.stream)
+        if captured is not None:  # score_video's stream: its result holds them
+            captured.append(event)
+        elif self.on_event is None:
+            self._events.append(event)
         if self.on_event is not None:
             self.on_event(event)
+
+
+def _by_stream(mapping: Mapping, what: str) -> dict:
+    """``mapping`` keyed by stream id strings; two keys naming one stream (1 and "1") clash."""
+    if not isinstance(mapping, Mapping):
+        raise FrameError(f"{what} must be a mapping of stream id to value, got "
+                         f"{type(mapping).__name__}")
+    out = {}
+    for key, value in mapping.items():
+        sid = str(key)
+        if sid in out:
+            raise FrameError(f"{what}: stream {sid!r} is given twice ({key!r} and {sid!r})")
+        out[sid] = value
+    return out
 
 
 def _check_geometry(manifest: Manifest, g) -> None:

@@ -1,6 +1,7 @@
 """One camera's state: its clip buffers, flow, head state, frames waiting for a score, events.
 
-A :class:`StreamSession` is owned by the Detector and touched by one thread. Frame checks happen
+A :class:`StreamSession` is owned by the Detector and touched under its lock, one thread at a
+time. Frame checks happen
 in :meth:`StreamSession.check` before anything changes, so a bad frame leaves the stream (and
 every other stream) exactly as it was.
 """
@@ -89,6 +90,10 @@ class StreamSession:
                 f"flush({self.stream!r}) and reset({self.stream!r}) to start it afresh at the new "
                 "resolution (or use another stream id)")
         if timestamp is not None:
+            if isinstance(timestamp, (bool, np.bool_)) or not isinstance(
+                    timestamp, (int, float, np.integer, np.floating)):
+                raise FrameError(f"stream {self.stream!r}: timestamp must be a number of seconds "
+                                 f"or None, got {type(timestamp).__name__} {timestamp!r}")
             if not np.isfinite(timestamp):
                 raise FrameError(f"stream {self.stream!r}: timestamp {timestamp!r} is not finite")
             if self.last_timestamp is not None and timestamp < self.last_timestamp:

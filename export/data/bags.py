@@ -89,6 +89,7 @@ def load_bags(path: str | Path, *, strict: bool = False) -> FeatureBags:
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise BagFileError(f"{path} lacks the arrays {', '.join(missing)} (has {', '.join(arrays)})")
+    _check_arrays(path, arrays)
     feats, counts = arrays["features"], arrays["n_segments"].astype(np.int64)
     n = len(counts)
     if feats.ndim != 3 or feats.shape[0] != n:
@@ -132,6 +133,45 @@ def load_bags(path: str | Path, *, strict: bool = False) -> FeatureBags:
         refused=refused,
         source=str(path),
     )
+
+
+def _check_arrays(path: Path, arrays: dict) -> None:
+    """Per-video arrays agree in length and kind: a label array of strings would become all
+    True under ``astype(bool)``, a short name array would pair features with other videos."""
+    counts = arrays["n_segments"]
+    if counts.ndim != 1 or counts.dtype.kind not in "iu":
+        raise BagFileError(f"{path}: n_segments must be a 1-D integer array, got {counts.dtype} "
+                           f"{counts.shape}")
+    n = len(counts)
+    for key in ("name", "label", "category", "n_frames", "anomaly_intervals"):
+        if key in arrays and (arrays[key].ndim < 1 or len(arrays[key]) != n):
+            raise BagFileError(f"{path}: {key} has {len(arrays[key]) if arrays[key].ndim else 0} "
+                               f"entries, n_segments has {n} (one per video)")
+    label = arrays["label"]
+    if label.ndim != 1 or not (label.dtype == bool or (
+            label.dtype.kind in "iu" and np.isin(label, (0, 1)).all())):
+        raise BagFileError(f"{path}: label must be booleans (or 0/1), one per video; got "
+                           f"{label.dtype} {label[:3].tolist()}")
+    if "n_frames" in arrays:
+        nf = arrays["n_frames"]
+        if nf.ndim != 1 or nf.dtype.kind not in "iu" or (nf < 0).any():
+            raise BagFileError(f"{path}: n_frames must be whole numbers >= 0, one per video")
+    if "anomaly_intervals" in arrays:
+        iv = arrays["anomaly_intervals"]
+        if iv.ndim != 2 or iv.dtype.kind not in "iu" or iv.shape[1] % 2:
+            raise BagFileError(f"{path}: anomaly_intervals must be integers [N, 2k] (start/end "
+                               f"pairs), got {iv.dtype} {iv.shape}")
+        if "n_frames" not in arrays:
+            return
+        nf = arrays["n_frames"]
+        starts, ends = iv[:, 0::2], iv[:, 1::2]
+        present = (starts >= 0) | (ends >= 0)
+        bad = present & ((starts < 0) | (ends < starts) | (starts >= nf[:, None]))
+        if bad.any():  # an end past n_frames is clipped (real annotations do that); a start is not
+            i = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise BagFileError(f"{path}: video {arrays['name'][i]} has an anomaly interval "
+                               f"{iv[i].tolist()} that is not inside its {int(nf[i])} frames "
+                               "(need 0 <= start <= end, start < n_frames)")
 
 
 def _bag_problem(bag: np.ndarray) -> str:

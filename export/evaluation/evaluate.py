@@ -163,6 +163,12 @@ def evaluate(checkpoint: str | Path | nn.Module, bags: FeatureBags | str | Path,
     videos = [VideoScores(str(n), s, frame_labels(int(f), iv), str(c))
               for n, s, f, iv, c in zip(bags.names, seg_scores, bags.n_frames,
                                         bags.anomaly_intervals, bags.categories)]
+    classes = {int(v) for vs in videos for v in np.unique(vs.frame_labels)}
+    if classes != {0, 1}:  # a frame AUC needs both kinds of frame
+        kind = "anomalous" if 1 not in classes else "normal"
+        raise EvaluationError(f"{bags.source or 'the bags'} hold no {kind} frames (from "
+                              "n_frames and anomaly_intervals): frame AUC needs both; evaluate "
+                              "on a split with normal and anomalous videos")
     rep = frame_report(videos, threshold=thr)
     report: dict[str, Any] = {
         "head": name,
