@@ -49,7 +49,11 @@ def run_command(
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", "-a", help="Exported artifact "
                                              "folder (default: the default model, built on first use)."),
     out: Path = typer.Option(Path("edgevad-runs"), "--out", "-o", help="Folder for the outputs."),
-    backend: str = typer.Option("auto", help="auto, onnxruntime or tensorrt."),
+    backend: str = typer.Option("auto", help="auto (TensorRT engines, else OpenVINO if installed, "
+                                "else ONNX Runtime), onnxruntime, openvino or tensorrt."),
+    device: Optional[str] = typer.Option(None, help="OpenVINO device: CPU, GPU, NPU or AUTO."),
+    precision: Optional[str] = typer.Option(None, help="OpenVINO inference precision: f32 "
+                                            "(default) or bf16."),
     threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the model's)."),
     min_event_frames: int = typer.Option(8, help="Shortest event, in frames."),
     video: bool = typer.Option(False, "--video/--no-video", help="Write an annotated video."),
@@ -67,9 +71,11 @@ def run_command(
     sources = open_sources(spec)
     folder = artifacts if artifacts is not None else _default_artifacts()
     events_cfg = EventConfig(threshold=threshold, min_frames=min_event_frames)
-    detector = Detector.load(folder, backend=backend, threads=threads, events=events_cfg)
+    detector = Detector.load(folder, backend=backend, threads=threads, events=events_cfg,
+                             device=device, precision=precision)
     m = detector.manifest
-    console.print(f"model {m.model.get('name')} ({m.precision}, {detector.backend} on "
+    chosen = detector.backend_choice.describe()
+    console.print(f"model {m.model.get('name')} ({m.precision}, {chosen} on "
                   f"{next(iter(detector.engines.values())).device}); clip {m.protocol.clip_len} "
                   f"frames every {m.protocol.stride}; threshold {detector.threshold:g}")
     try:

@@ -36,9 +36,9 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import EdgevadError, MissingDependencyError
+from edgevad.errors import EdgevadError
 from edgevad.manifest import Manifest, ManifestError, load_manifest
-from edgevad.runtime.engines import Engine, EngineError, open_engine, resolve_backend
+from edgevad.runtime.engines import BackendChoice, Engine, EngineError, open_engines
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.pipeline import Pipeline
 from edgevad.runtime.results import AnomalyEvent, FrameResult
@@ -96,33 +96,29 @@ class Detector:
         self.idle_timeout_s = idle_timeout_s
         self._streams: dict[str, StreamSession] = {}
         self._events: deque[AnomalyEvent] = deque()
+        self.backend_choice: BackendChoice | None = None
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
     def load(cls, artifact_dir: str | Path, backend: str = "auto",
-             providers: Sequence | None = None, threads: int | None = None, **options
+             providers: Sequence | None = None, threads: int | None = None, *,
+             device: str | None = None, precision: str | None = None, **options
              ) -> Detector:
         """Read and verify ``artifact_dir``'s manifest (hashes, versions, graph signatures) and
         open one engine per stage. ``backend``: ``"auto"`` (TensorRT engines when TensorRT and
-        engines for this GPU are there, else ONNX Runtime), ``"onnxruntime"`` or
-        ``"tensorrt"``. ``providers``: ONNX Runtime execution providers (default CPU).
-        ``options``: ``events`` (:class:`EventConfig`), ``on_event``, ``fps``, ``max_batch``,
-        ``idle_timeout_s``."""
+        engines for this GPU are there, else OpenVINO when installed, else ONNX Runtime; the
+        choice and its reason are :attr:`backend_choice`), ``"onnxruntime"``, ``"openvino"``
+        or ``"tensorrt"``. ``providers``: ONNX Runtime execution providers (default CPU).
+        ``device`` / ``precision``: OpenVINO's (``CPU``/``GPU``/``NPU``/``AUTO``;
+        ``f32`` default, ``bf16``, ``f16``). ``options``: ``events`` (:class:`EventConfig`),
+        ``on_event``, ``fps``, ``max_batch``, ``idle_timeout_s``."""
         folder = Path(artifact_dir)
         manifest = load_manifest(folder, verify=True)
-        chosen = resolve_backend(backend)
-        engines = None
-        if chosen == "auto" and _auto_backend(manifest) == "tensorrt":
-            try:
-                engines = {s.name: open_engine(folder, manifest, s, "tensorrt")
-                           for s in manifest.stages}
-            except (EngineError, MissingDependencyError) as exc:  # e.g. built for another GPU
-                log.warning("TensorRT engines unusable here, running ONNX Runtime: %s", exc)
-        if engines is None:
-            chosen = "onnxruntime" if chosen == "auto" else chosen
-            engines = {s.name: open_engine(folder, manifest, s, chosen, providers, threads)
-                       for s in manifest.stages}
-        return cls(manifest, engines, artifact_dir=folder, **options)
+        engines, choice = open_engines(folder, manifest, backend, providers, threads,
+                                       device=device, precision=precision)
+        det = cls(manifest, engines, artifact_dir=folder, **options)
+        det.backend_choice = choice
+        return det
 
     # -- facts -------------------------------------------------------------------------------------
     @property
@@ -318,17 +314,6 @@ def _check_geometry(manifest: Manifest, g) -> None:
     if tuple(clip.shape[1:]) != want:
         raise ManifestError(f"backbone input {clip.name!r} is {list(clip.shape)}, the geometry "
                             f"says [batch, {', '.join(map(str, want))}]")
-
-
-def _auto_backend(manifest: Manifest) -> str:
-    """TensorRT when it imports and the artifact carries engines for it, else ONNX Runtime."""
-    if not all(s.engines for s in manifest.stages):
-        return "onnxruntime"
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "onnxruntime"
-    return "tensorrt"
 
 
 __all__ += ["EngineError", "EventConfig", "FrameError"]
