@@ -24,6 +24,7 @@ warning instead of pretending to run on the GPU.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -123,7 +124,9 @@ class OnnxRuntimeEngine(StageRunner):
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             try:
-                self.session = ort.InferenceSession(str(path), opts, providers=providers)
+                with warnings.catch_warnings():  # ORT's "not in available provider names":
+                    warnings.simplefilter("ignore")  # _warn_provider_fallback says it once
+                    self.session = ort.InferenceSession(str(path), opts, providers=providers)
             except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to start
                 if _provider_names(providers) == ["CPUExecutionProvider"]:
                     raise
@@ -176,7 +179,7 @@ def _warn_provider_fallback(requested: list[str], active: list[str]) -> None:
     missing = [p for p in requested if p not in active and p != "CPUExecutionProvider"]
     if not missing:
         return
-    key = (tuple(requested), tuple(active))
+    key = (tuple(missing), tuple(active))
     if key in _warned:
         return
     _warned.add(key)
