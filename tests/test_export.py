@@ -218,7 +218,7 @@ def test_dam_head_graph_keeps_state_explicit(tmp_path):
 
 # --- Reduced precision: calibration, INT8 graphs, the accuracy gate, TensorRT records -----------
 
-OPENVINO_VIEWS = {"openvino-bf16", "openvino-int8", "openvino-fp16"}
+OPENVINO_VIEWS = {"openvino-bf16", "openvino-int8", "openvino-fp16", "openvino-mixed"}
 """The gate's OpenVINO measurements (made when openvino is installed)."""
 
 
