@@ -160,8 +160,9 @@ def _provider_names(providers: Sequence | None) -> list[str]:
 
 
 def _usable_providers(ort, providers: list) -> list:
-    """Drop providers this onnxruntime build lacks (one warning), refuse names ONNX Runtime does
-    not know (a typo), and keep CPU last so a fallback is always possible."""
+    """Drop providers this onnxruntime build lacks (the session's fallback warning names them),
+    refuse names ONNX Runtime does not know (a typo), and keep CPU last so a fallback is always
+    possible."""
     available = set(ort.get_available_providers())
     known = set(ort.get_all_providers())
     unknown = [n for n in _provider_names(providers) if n not in known]
