@@ -98,10 +98,10 @@ def row(label: str, gpu: str | None, doc: dict, base: dict | None) -> list[str]:
     on_gpu = any(d not in ("CPUExecutionProvider",) and "OpenVINO" not in d for d in devices)
     device = ", ".join(devices) + (f" on {gpu}" if on_gpu and gpu else "")
     tp = run["throughput"]
-    ratio = "1.00" if base is None else f"{tp['frames_per_s'] / base['throughput']['frames_per_s']:.2f}"
+    ratio = 1.0 if base is None else tp["frames_per_s"] / base["throughput"]["frames_per_s"]
     model = tp.get("model_frames_per_s")
     return [Path(run["artifact"]).name, run["precision"], label, device,
-            f"{tp['frames_per_s']:.1f}", "-" if model is None else f"{model:.1f}", ratio]
+            f"{tp['frames_per_s']:.1f}", "-" if model is None else f"{model:.1f}", f"{ratio:.2f}"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The OpenVINO backend against ONNX Runtime: same artifacts, same per-stream semantics, same scores.
+"""The OpenVINO backend against ONNX Runtime: same artifacts, per-stream semantics and scores.
 
 Tiny hand-built artifacts of every pipeline shape in the zoo (per-segment head, windowed head,
 fixed-segment joint head with classes, DAM's two-input head with its previous map carried by the
@@ -128,7 +128,7 @@ def test_unusable_device_and_missing_openvino_are_named(tiny_artifact, monkeypat
     assert engines_mod.resolve_backend("OV") == "openvino"
 
 
-# --- A real export on real video -------------------------------------------------------------------
+# --- A real export on real video ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,8 @@ def i3d_mil(i3d_mil_export):
 def test_real_i3d_scores_match_onnxruntime(i3d_mil, shared_data):
     from edgevad.video import read_video
 
-    frames = [f for _, f in zip(range(40), read_video(shared_data / "clips" / "pets2009_vtest.mp4"))]
+    clip = shared_data / "clips" / "pets2009_vtest.mp4"
+    frames = [f for _, f in zip(range(40), read_video(clip))]
     got = {}
     for backend in ("onnxruntime", "openvino"):
         det = Detector.load(i3d_mil, backend=backend)

@@ -93,7 +93,7 @@ class _Graphs:
 
     def _export(self, key: tuple) -> StageSpec:
         from edgevad_calibration.quantize import Int8Config, quantize_trt_qdq
-        from edgevad_export.onnx_export import BackboneAdapter, DAMAdapter, torch_to_onnx
+        from edgevad_export.onnx_export import BackboneAdapter, torch_to_onnx
         from edgevad_export.precision import make_fp16
 
         role, name, clip_len = key
@@ -145,7 +145,8 @@ class _Graphs:
         module = create_head(name, backbone=bb.name, random_init=True).eval()
         D = bb.feature_dim
         if "clip_map" in spec.inputs:
-            t = self.stage(("backbone", bb.name, _clip_len(spec, bb))).output("feature_map").shape[1]
+            bb_stage = self.stage(("backbone", bb.name, _clip_len(spec, bb)))
+            t = bb_stage.output("feature_map").shape[1]
             shape = ("batch", t, D)
             inputs = [TensorSpec(n, shape) for n in spec.inputs]
             outputs = [TensorSpec(n, ("batch",)) for n in spec.outputs]
