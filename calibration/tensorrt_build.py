@@ -105,10 +105,13 @@ def build_engine(
     trt=None,
     gpu: GpuInfo | None = None,
     workspace_bytes: int | None = None,
+    optimization_level: int | None = None,
 ) -> EngineMetadata:
     """Parse ``onnx_path``, build one engine with ``profile`` and ``flags``, write it and its
     metadata JSON; return the metadata. ``trt`` / ``gpu``: the tensorrt module and the GPU
-    (default: import tensorrt, ask cuda-python)."""
+    (default: import tensorrt, ask cuda-python); any module with TensorRT's builder API works,
+    e.g. ``tensorrt_rtx``, whose builder runs without a GPU. ``optimization_level``: the
+    builder's (0-5; TensorRT's default 3 when None): lower builds faster, runs slower."""
     from edgevad.runtime.tensorrt_engine import gpu_info, import_tensorrt
 
     trt = trt or import_tensorrt()
@@ -126,6 +129,8 @@ def build_engine(
     config = builder.create_builder_config()
     if workspace_bytes:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if optimization_level is not None:
+        config.builder_optimization_level = int(optimization_level)
     for flag in flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     opt = builder.create_optimization_profile()

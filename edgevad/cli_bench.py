@@ -1,9 +1,16 @@
 """``edgevad bench``: per-stage latency, throughput and memory of an exported model (torch-free;
-the optional PyTorch eager reference row imports torch lazily)."""
+the optional PyTorch eager reference row imports torch lazily).
+
+Several artifacts (``--compare``) and several backends (``--backend onnxruntime,openvino``) run
+one after the other in the same process, on the same frames, so their ratios to the first run
+are taken in one sitting on one machine: the figures a user needs to pick a backend on their own
+box.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,7 +19,8 @@ from rich.console import Console
 
 from edgevad.bench.machine import machine_info, versions
 from edgevad.bench.report import build_document, print_report, write_document
-from edgevad.bench.runner import BenchError, BenchSettings, bench_artifact, check_artifact_dir
+from edgevad.bench.runner import (BenchError, BenchSettings, bench_artifact, check_artifact_dir,
+                                  parse_backends)
 from edgevad.bench.sources import open_source
 
 # Piped into a file or a script, rich would fold the tables to 80 columns.
@@ -60,7 +68,10 @@ def bench_command(
     compare: Optional[List[Path]] = typer.Option(None, "--compare", help="Another artifact to "
                                                  "run after the first, with ratios to it "
                                                  "(repeat for more)."),
-    backend: str = typer.Option("auto", help="auto, onnxruntime or tensorrt."),
+    backend: str = typer.Option("auto", help="auto, onnxruntime, openvino or tensorrt; a "
+                                "comma-separated list benches each in turn, with ratios to the "
+                                "first: onnxruntime,openvino,openvino:bf16 (OpenVINO "
+                                "NAME:PRECISION@DEVICE, e.g. openvino:bf16@GPU)."),
     providers: Optional[List[str]] = typer.Option(None, "--provider", help="ONNX Runtime "
                                                   "execution provider (repeat; default CPU)."),
     streams: str = typer.Option("1", help="Streams fed in lockstep: a count or a list, "
@@ -84,17 +95,21 @@ def bench_command(
     """Profile an exported model: per-stage latency, throughput, memory (see edgevad.bench)."""
     folders = [check_artifact_dir(p) for p in [artifacts, *(compare or [])]]
     counts = parse_streams(streams)
-    settings = BenchSettings(backend=backend, providers=tuple(providers) if providers else None,
+    backends = parse_backends(backend)
+    settings = BenchSettings(backend=backends[0].name, providers=tuple(providers) if providers else None,
                              threads=threads, warmup=warmup, iters=iters, max_batch=max_batch,
                              isolated=isolated)
     src = open_source(source, size, fps)
     runs = []
     try:
         for folder in folders:
-            for n in counts:
-                err.print(f"[dim]bench {folder.name}: {n} stream(s), {warmup} + {iters} clips "
-                          "each[/dim]")
-                runs.append(bench_artifact(folder, src, n, settings))
+            for spec in backends:
+                run_settings = replace(settings, backend=spec.name, precision=spec.precision,
+                                       device=spec.device)
+                for n in counts:
+                    err.print(f"[dim]bench {folder.name} on {spec.label}: {n} stream(s), "
+                              f"{warmup} + {iters} clips each[/dim]")
+                    runs.append(bench_artifact(folder, src, n, run_settings))
     finally:
         src.close()
     from edgevad.bench.reference import torch_available
@@ -103,7 +118,7 @@ def bench_command(
     if reference or (reference is None and torch_available()):
         refs = _references(folders, counts[0], warmup, min(iters, 10), threads)
     doc = build_document(machine_info(), versions(), {
-        "backend": backend, "providers": list(providers or []), "threads": threads,
+        "backend": backend, "backends": [b.label for b in backends], "providers": list(providers or []), "threads": threads,
         "streams": counts, "source": src.describe(), "warmup": warmup, "iters": iters,
         "max_batch": max_batch, "isolated": isolated}, runs, refs)
     print_report(doc, console)

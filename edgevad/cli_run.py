@@ -82,7 +82,11 @@ def run_command(
     name: str = typer.Option("run", help="Run folder name inside --out; run2, run3... when taken."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Write into --out/--name even if it "
                                   "exists (files of sources with the same names are replaced)."),
-    backend: str = typer.Option("auto", help="auto, onnxruntime or tensorrt."),
+    backend: str = typer.Option("auto", help="auto (TensorRT engines, else OpenVINO if installed, "
+                                "else ONNX Runtime), onnxruntime, openvino or tensorrt."),
+    device: Optional[str] = typer.Option(None, help="OpenVINO device: CPU, GPU, NPU or AUTO."),
+    precision: Optional[str] = typer.Option(None, help="OpenVINO inference precision: f32 "
+                                            "(default) or bf16."),
     threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the model's)."),
     min_event_frames: int = typer.Option(8, min=1, help="Shortest event, in frames."),
     video: bool = typer.Option(False, "--video/--no-video", help="Write an annotated video."),
@@ -124,9 +128,11 @@ def run_command(
     unique_names(sources)
     folder = artifacts if artifacts is not None else _default_artifacts()
     events_cfg = EventConfig(threshold=threshold, min_frames=min_event_frames)
-    detector = Detector.load(folder, backend=backend, threads=threads, events=events_cfg)
+    detector = Detector.load(folder, backend=backend, threads=threads, events=events_cfg,
+                             device=device, precision=precision)
     m = detector.manifest
-    console.print(f"model {m.model.get('name')} ({m.precision}, {detector.backend} on "
+    chosen = detector.backend_choice.describe()
+    console.print(f"model {m.model.get('name')} ({m.precision}, {chosen} on "
                   f"{next(iter(detector.engines.values())).device}); clip {m.protocol.clip_len} "
                   f"frames every {m.protocol.stride}; threshold {detector.threshold:g}")
     run_dir = _run_dir(out, name, exist_ok)

@@ -9,6 +9,11 @@ head, as on the device):
   and, where fp16 graphs exist, for fp16. A segment head scores each video's clips as one bag
   (one segment per clip when its segment axis is free). Reported; fails only past
   ``max_score_diff`` when that is set.
+- **OpenVINO** (when installed), in the per-clip measurement: the fp32 graphs at OpenVINO's
+  ``bf16`` inference precision (``openvino-bf16``) and the exported graphs at ``f32``
+  (``openvino-int8`` / ``openvino-fp16``), i.e. what ``--backend openvino`` would run, each
+  with the precision OpenVINO really compiled (``ran``: a CPU without bf16 runs f32). They count
+  against ``max_score_diff`` like the exported precision.
 - **frame AUC change** on labelled data (``--val``): a feature-bag file with frame annotations
   (head only: the bags are features already), or a folder of videos with a ``*labels*.json``
   (``{"video stem": [0/1 per frame]}``, the UCSD Ped2 layout) run from pixels. Fails when the
@@ -252,6 +257,23 @@ def _val_bags(path: Path, manifest: Manifest, pipes: dict) -> dict:
 
 # --- The gate -------------------------------------------------------------------------------------
 
+def _openvino_pipes(folder: Path, manifest: Manifest, views: dict, pipes: dict) -> dict:
+    """Add the OpenVINO views to ``pipes`` (module doc) when openvino is installed; returns
+    their sessions by view name (to read back the precision that ran)."""
+    from edgevad.runtime.openvino_engine import openvino_available
+    from edgevad_export.precision import _OvSessions
+
+    if not openvino_available():
+        return {}
+    out = {"openvino-bf16": (_OvSessions(folder, "bf16"), views["fp32"])}
+    if manifest.precision != "fp32":
+        out[f"openvino-{manifest.precision}"] = (_OvSessions(folder, "f32"),
+                                                 views[manifest.precision])
+    for kind, (sess, files) in out.items():
+        pipes[kind] = _Pipeline(folder, manifest, files, sess)
+    return {k: v[0] for k, v in out.items()}
+
+
 def run_gate(folder: Path, manifest: Manifest, opts, *, sample_video=None, calib_clips=None) -> dict:
     """Measure and check (module doc); returns the report, raises :class:`AccuracyGateError`
     (with the report's numbers) when a threshold is passed."""
@@ -261,6 +283,7 @@ def run_gate(folder: Path, manifest: Manifest, opts, *, sample_video=None, calib
     sessions = _Sessions(folder)
     views = _views(manifest)
     pipes = {k: _Pipeline(folder, manifest, files, sessions) for k, files in views.items()}
+    ov_sessions = _openvino_pipes(folder, manifest, views, pipes)
     groups, source = _gate_clips(manifest, sample_video, calib_clips)
     per_clip = {k: [] for k in pipes}
     for clips in groups:
@@ -274,6 +297,9 @@ def run_gate(folder: Path, manifest: Manifest, opts, *, sample_video=None, calib
         d = np.abs(np.concatenate(per_clip[kind]) - ref)
         diffs[kind] = {"max_abs": float(d.max()), "mean_abs": float(d.mean()),
                        "scores": int(d.size)}
+        if kind in ov_sessions:
+            diffs[kind]["backend"] = "openvino"
+            diffs[kind]["ran"] = ov_sessions[kind].ran()
     report = {"precision": manifest.precision, "clips": source, "score_diff": diffs,
               "max_score_diff": opts.max_score_diff, "max_auc_drop_points": opts.max_auc_drop}
     failures = []

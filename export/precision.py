@@ -96,6 +96,51 @@ class _Sessions:
         return self._cache[file]
 
 
+class _OvSession:
+    """An OpenVINO-compiled graph behind the two ONNX Runtime session methods the gate uses."""
+
+    def __init__(self, path: Path, precision: str):
+        from edgevad.runtime.openvino_engine import OpenVinoOptions, _core
+
+        opts = OpenVinoOptions(precision=precision, cache_dir="off")
+        self.compiled = _core().compile_model(str(path), "CPU", {
+            "INFERENCE_PRECISION_HINT": opts.resolved_precision()})
+        self.request = self.compiled.create_infer_request()
+        self.ran = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        import onnx  # the graph's own output names (an OpenVINO tensor may carry several)
+
+        self._names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+
+    def get_outputs(self):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(name=n) for n in self._names]
+
+    def run(self, names, feeds):
+        result = self.request.infer(feeds)
+        return [np.array(result[self.compiled.output(n)], copy=True) for n in names]
+
+
+class _OvSessions(_Sessions):
+    """The gate's graphs compiled by OpenVINO on CPU at ``precision`` (``bf16``, ``f32``): what
+    ``--backend openvino`` runs, measured against the same fp32 reference."""
+
+    def __init__(self, folder: Path, precision: str):
+        super().__init__(folder)
+        self.precision = precision
+
+    def get(self, file: str):
+        if file not in self._cache:
+            self._cache[file] = _OvSession(self.folder / file, self.precision)
+        return self._cache[file]
+
+    def ran(self) -> list[str]:
+        """The inference precisions OpenVINO compiled (f32 on a CPU without bf16)."""
+        from edgevad.runtime.openvino_engine import _type_name
+
+        return sorted({_type_name(s.ran) for s in self._cache.values()})
+
+
 def run_graph(sessions: _Sessions, file: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     sess = sessions.get(file)
     names = [o.name for o in sess.get_outputs()]

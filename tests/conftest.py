@@ -75,3 +75,24 @@ def tiny_artifact(tmp_path_factory):
         return made[key]
 
     return make
+
+
+# --- One real export shared by the tests that need real graphs on real video ------------------------
+
+@pytest.fixture(scope="session")
+def i3d_mil_export(tmp_path_factory, shared_data):
+    """(artifact folder, head.pt): I3D with its real Kinetics weights (registry package,
+    hash-checked) and a seeded random MIL head saved as a file, exported once per session
+    (~45 s) for every module that compares backends or the runtime with torch on it."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from edgevad_export.exporter import export_model
+    from edgevad_export.models.factory import create_head
+    from edgevad_export.weights.fetch import fetch_weights
+
+    fetch_weights("i3d-kinetics400")
+    folder = tmp_path_factory.mktemp("real")
+    torch.manual_seed(0)
+    head_file = folder / "head.pt"  # a random head saved as a file: torch and ONNX share it
+    torch.save(create_head("mil", backbone="i3d", random_init=True).state_dict(), head_file)
+    return export_model("mil", folder / "mil-i3d", checkpoint=head_file), head_file

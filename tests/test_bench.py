@@ -209,3 +209,35 @@ def test_bad_streams_and_iters_are_refused(tiny_artifact):
     assert r.exit_code != 0 and ">= 1" in str(r.exception)
     r = _bench("--artifacts", tiny_artifact("mil"), "--source", "missing.mp4")
     assert r.exit_code != 0 and "neither 'synthetic' nor a video file" in str(r.exception)
+
+
+# --- several backends in one run -----------------------------------------------------------------
+
+def test_backends_side_by_side_with_ratios_to_the_first(tiny_artifact, tmp_path):
+    pytest.importorskip("openvino")
+    a = tiny_artifact("dam")
+    out = tmp_path / "b.json"
+    r = _bench("--artifacts", a, "--backend", "onnxruntime,openvino,ov:bf16", "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    doc = json.loads(out.read_text())
+    assert [run["backend_spec"] for run in doc["runs"]] == ["onnxruntime", "openvino",
+                                                            "openvino:bf16"]
+    assert [run["backend"] for run in doc["runs"]] == ["onnxruntime", "openvino", "openvino"]
+    assert doc["settings"]["backends"] == ["onnxruntime", "openvino", "openvino:bf16"]
+    ov32, ov16 = doc["runs"][1], doc["runs"][2]
+    assert set(ov32["engine_precisions"].values()) == {"f32"}
+    assert set(ov16["engine_precisions"].values()) <= {"bf16", "f32"}  # f32 where no bf16
+    assert all("OpenVINO" in d for d in ov32["devices"].values())
+    base = doc["runs"][0]["throughput"]["frames_per_s"]
+    for c, run in zip(doc["comparisons"], doc["runs"]):
+        assert c["backend"] == run["backend_spec"]
+        assert c["ratio_frames_per_s"] == pytest.approx(run["throughput"]["frames_per_s"] / base)
+    assert doc["comparisons"][0]["ratio_frames_per_s"] == 1.0
+    assert "Comparison" in r.output and "openvino:bf16" in r.output
+
+
+def test_bad_backend_lists_are_refused(tiny_artifact):
+    for spec, msg in (("onnxruntime,cuda", "unknown backend"), ("ort,ort", "twice"),
+                      ("onnxruntime:bf16", "OpenVINO's")):
+        r = _bench("--artifacts", tiny_artifact("mil"), "--backend", spec)
+        assert r.exit_code != 0 and msg in str(r.exception), r.exception

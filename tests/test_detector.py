@@ -300,8 +300,9 @@ def test_a_manifest_whose_protocol_contradicts_its_geometry_is_refused(tiny_arti
 
 
 def test_tensorrt_backend_without_tensorrt_says_what_to_install(tiny_artifact, monkeypatch, caplog):
-    import edgevad.runtime.detector as detector_mod
+    import edgevad.runtime.engines as engines_mod
     from edgevad.errors import EdgevadError
+    from edgevad.runtime.openvino_engine import openvino_available
 
     try:
         import tensorrt  # noqa: F401
@@ -310,11 +311,12 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_install(tiny_artifact, m
         pass
     with pytest.raises(EdgevadError, match="TensorRT|tensorrt|engine"):
         Detector.load(tiny_artifact("mil"), backend="tensorrt")
-    # auto with engines listed but no usable TensorRT: ONNX Runtime, and a warning says why
-    monkeypatch.setattr(detector_mod, "_auto_backend", lambda manifest: "tensorrt")
+    # auto with engines listed but no usable TensorRT: the next backend, and a warning says why
+    monkeypatch.setattr(engines_mod, "_auto_reason", lambda manifest: ("tensorrt", "engines"))
     det = Detector.load(tiny_artifact("mil"), backend="auto")
-    assert det.backend == "onnxruntime"
-    assert "ONNX Runtime" in caplog.text
+    assert det.backend == ("openvino" if openvino_available() else "onnxruntime")
+    assert "tensorrt unusable here" in caplog.text
+    assert "fell back to" in det.backend_choice.reason
 
 
 def test_a_head_trained_on_other_features_is_refused(tiny_artifact, tmp_path):

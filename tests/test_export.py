@@ -218,6 +218,16 @@ def test_dam_head_graph_keeps_state_explicit(tmp_path):
 
 # --- Reduced precision: calibration, INT8 graphs, the accuracy gate, TensorRT records -----------
 
+OPENVINO_VIEWS = {"openvino-bf16", "openvino-int8", "openvino-fp16", "openvino-mixed"}
+"""The gate's OpenVINO measurements (made when openvino is installed)."""
+
+
+def openvino_available() -> bool:
+    from edgevad.runtime.openvino_engine import openvino_available as available
+
+    return available()
+
+
 def _write_video(path: Path, n: int, seed: int = 0, size=(120, 160)) -> Path:
     """A colour gradient with noise and a moving square that blinks every 10 frames."""
     w = size[1]
@@ -280,7 +290,13 @@ def test_int8_artifact(int8_artifact):
     assert len(src["data_sha256"]) == 64 and src["inputs"] == {"clip": [3, 16, 112, 112]}
     gate = json.loads((int8_artifact / "parity.json").read_text())["reduced_precision"]
     assert gate["passed"] and gate["clips"]["video"] == "s.mp4"
-    assert set(gate["score_diff"]) == {"int8", "fp16"}
+    assert set(gate["score_diff"]) - OPENVINO_VIEWS == {"int8", "fp16"}
+    if openvino_available():  # what --backend openvino runs, measured like int8 and fp16
+        assert set(gate["score_diff"]) >= {"openvino-bf16", "openvino-int8"}
+        ov = gate["score_diff"]["openvino-int8"]
+        assert ov["backend"] == "openvino" and ov["ran"] == ["f32"]
+        assert ov["max_abs"] < 0.1 and gate["score_diff"]["openvino-bf16"]["max_abs"] < 0.1
+        assert set(gate["score_diff"]["openvino-bf16"]["ran"]) <= {"bf16", "f32"}
     assert gate["auc"]["videos"] == 2 and gate["auc"]["frames"] == 80
     assert m.parity["accuracy_gate"]["passed"]
     # the runtime opens the int8 stage like any other
@@ -400,7 +416,7 @@ def test_fp16_artifact(mil_artifact, int8_data, tmp_path):
     assert m.stage("backbone").file == "backbone.fp16.onnx"
     assert m.stage("backbone").variants["fp32"] == "backbone.onnx"
     gate = m.parity["accuracy_gate"]
-    assert gate["passed"] and set(gate["score_diff"]) == {"fp16"}
+    assert gate["passed"] and set(gate["score_diff"]) - OPENVINO_VIEWS == {"fp16"}
     with pytest.raises(ExportError, match="not a plain fp32 artifact"):
         exporter_mod.reduce_artifact(out, tmp_path / "again", precision="int8",
                                      sample_video=int8_data["sample"])

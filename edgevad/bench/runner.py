@@ -22,7 +22,8 @@ from edgevad.bench.timing import (StageClock, clock, cpu_clock, timed_stream_sta
                                   wrap_engines)
 from edgevad.errors import EdgevadError
 
-__all__ = ["BenchError", "BenchSettings", "bench_artifact", "check_artifact_dir"]
+__all__ = ["BackendSpec", "BenchError", "BenchSettings", "bench_artifact", "check_artifact_dir",
+           "parse_backends"]
 
 FRAME_STAGES = ("preprocess", "flow", "flow_magnitude", "motion_boxes", "flow_encode")
 """Per-frame work inside ``Detector.process`` (the rest is engines and bookkeeping)."""
@@ -33,8 +34,54 @@ class BenchError(EdgevadError):
 
 
 @dataclass(frozen=True)
+class BackendSpec:
+    """One backend to bench: ``NAME[:PRECISION][@DEVICE]`` (``openvino:bf16@GPU``)."""
+
+    name: str
+    precision: str | None = None
+    """OpenVINO inference precision (``f32``, ``bf16``, ``f16``)."""
+    device: str | None = None
+    """OpenVINO device (``CPU``, ``GPU``, ``NPU``, ``AUTO``)."""
+
+    @property
+    def label(self) -> str:
+        return self.name + (f":{self.precision}" if self.precision else "") + (
+            f"@{self.device}" if self.device else "")
+
+
+def parse_backends(text: str) -> list[BackendSpec]:
+    """``"onnxruntime,openvino,openvino:bf16"`` -> three specs, in order (the first is the
+    baseline of the ratios); names are checked, aliases (``ort``, ``ov``, ``trt``) resolved."""
+    from edgevad.runtime.engines import EngineError, resolve_backend
+
+    specs = []
+    for item in (t.strip() for t in (text or "auto").split(",")):
+        if not item:
+            continue
+        rest, _, device = item.partition("@")
+        name, _, precision = rest.partition(":")
+        try:
+            name = resolve_backend(name)
+        except EngineError as exc:
+            raise BenchError(f"--backend {item!r}: {exc}") from None
+        if precision and name not in ("openvino", "auto"):
+            raise BenchError(f"--backend {item!r}: a precision after ':' is OpenVINO's (f32, "
+                             f"bf16); {name} runs the artifact's graphs as exported")
+        specs.append(BackendSpec(name, precision or None, device or None))
+    if not specs:
+        raise BenchError(f"--backend needs at least one backend, got {text!r}")
+    if len({s.label for s in specs}) != len(specs):
+        raise BenchError(f"--backend lists a backend twice: {text!r}")
+    return specs
+
+
+@dataclass(frozen=True)
 class BenchSettings:
     backend: str = "auto"
+    precision: str | None = None
+    """OpenVINO inference precision (None: f32)."""
+    device: str | None = None
+    """OpenVINO device (None: CPU)."""
     providers: tuple[str, ...] | None = None
     threads: int | None = None
     warmup: int = 2
@@ -108,7 +155,10 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
     sclock = StageClock()
     t_start = clock()
     det = Detector.load(folder, backend=settings.backend, providers=settings.providers,
-                        threads=settings.threads, max_batch=settings.max_batch)
+                        threads=settings.threads, max_batch=settings.max_batch,
+                        device=settings.device, precision=settings.precision)
+    engine_precisions = {n: getattr(e, "precision", e.stage.precision)
+                         for n, e in det.engines.items()}
     load_s = clock() - t_start
     mem_loaded = memory_now()
     engines = wrap_engines(det.engines, sclock)
@@ -194,6 +244,9 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
         "precision": det.manifest.precision,
         "stage_precisions": {s.name: s.precision for s in det.manifest.stages},
         "backend": det.backend,
+        "backend_spec": BackendSpec(settings.backend, settings.precision, settings.device).label,
+        "backend_choice": det.backend_choice.describe() if det.backend_choice else det.backend,
+        "engine_precisions": engine_precisions,
         "devices": {n: e.device for n, e in engines.items()},
         "streams": streams,
         "clip_len": g.clip_len,

@@ -46,9 +46,9 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import ConfigError, EdgevadError, MissingDependencyError
+from edgevad.errors import ConfigError, EdgevadError
 from edgevad.manifest import Manifest, ManifestError, load_manifest
-from edgevad.runtime.engines import Engine, EngineError, open_engine, resolve_backend
+from edgevad.runtime.engines import BackendChoice, Engine, EngineError, open_engines
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.pipeline import Pipeline
 from edgevad.runtime.results import AnomalyEvent, FrameResult
@@ -113,26 +113,30 @@ class Detector:
         self._evicted: dict[str, list[FrameResult]] = {}
         self._capture: dict[str, list[AnomalyEvent]] = {}  # score_video's private streams
         self._lock = threading.RLock()
+        self.backend_choice: BackendChoice | None = None
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
     def load(cls, artifact_dir: str | Path, backend: str = "auto",
-             providers: Sequence | None = None, threads: int | None = None, **options
+             providers: Sequence | None = None, threads: int | None = None, *,
+             device: str | None = None, precision: str | None = None, **options
              ) -> Detector:
         """Read and verify ``artifact_dir``'s manifest (hashes, versions, graph signatures) and
         open one engine per stage. ``backend``: ``"auto"`` (TensorRT engines when TensorRT and
-        engines for this GPU are there, else ONNX Runtime), ``"onnxruntime"`` or
-        ``"tensorrt"``. ``providers``: ONNX Runtime execution providers (default CPU).
-        ``options``: ``events`` (:class:`EventConfig`), ``on_event``, ``fps``, ``max_batch``,
-        ``idle_timeout_s``."""
+        engines for this GPU are there, else OpenVINO when installed, else ONNX Runtime; the
+        choice and its reason are :attr:`backend_choice`), ``"onnxruntime"``, ``"openvino"``
+        or ``"tensorrt"``. ``providers``: ONNX Runtime execution providers (default CPU).
+        ``device`` / ``precision``: OpenVINO's (``CPU``/``GPU``/``NPU``/``AUTO``;
+        ``f32`` default, ``bf16``, ``f16``). ``options``: ``events`` (:class:`EventConfig`),
+        ``on_event``, ``fps``, ``max_batch``, ``idle_timeout_s``."""
         unknown = set(options) - {"events", "on_event", "fps", "max_batch", "idle_timeout_s"}
         if unknown:
             raise TypeError(f"Detector.load() got unknown options {sorted(unknown)}")
         folder = Path(artifact_dir)
         manifest = load_manifest(folder, verify=True)
-        chosen = resolve_backend(backend)
         try:
-            return cls._load(folder, manifest, chosen, providers, threads, options)
+            return cls._load(folder, manifest, backend, providers, threads, device, precision,
+                             options)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
             if isinstance(exc, EdgevadError):
                 raise
@@ -142,20 +146,13 @@ class Detector:
                                 f"{type(exc).__name__}: {exc}") from exc
 
     @classmethod
-    def _load(cls, folder: Path, manifest: Manifest, chosen: str, providers, threads,
-              options: dict) -> Detector:
-        engines = None
-        if chosen == "auto" and _auto_backend(manifest) == "tensorrt":
-            try:
-                engines = {s.name: open_engine(folder, manifest, s, "tensorrt")
-                           for s in manifest.stages}
-            except (EngineError, MissingDependencyError) as exc:  # e.g. built for another GPU
-                log.warning("TensorRT engines unusable here, running ONNX Runtime: %s", exc)
-        if engines is None:
-            chosen = "onnxruntime" if chosen == "auto" else chosen
-            engines = {s.name: open_engine(folder, manifest, s, chosen, providers, threads)
-                       for s in manifest.stages}
-        return cls(manifest, engines, artifact_dir=folder, **options)
+    def _load(cls, folder: Path, manifest: Manifest, backend: str, providers, threads,
+              device: str | None, precision: str | None, options: dict) -> Detector:
+        engines, choice = open_engines(folder, manifest, backend, providers, threads,
+                                       device=device, precision=precision)
+        det = cls(manifest, engines, artifact_dir=folder, **options)
+        det.backend_choice = choice
+        return det
 
     # -- facts -------------------------------------------------------------------------------------
     @property
@@ -410,17 +407,6 @@ def _check_geometry(manifest: Manifest, g) -> None:
     if tuple(clip.shape[1:]) != want:
         raise ManifestError(f"backbone input {clip.name!r} is {list(clip.shape)}, the geometry "
                             f"says [batch, {', '.join(map(str, want))}]")
-
-
-def _auto_backend(manifest: Manifest) -> str:
-    """TensorRT when it imports and the artifact carries engines for it, else ONNX Runtime."""
-    if not all(s.engines for s in manifest.stages):
-        return "onnxruntime"
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "onnxruntime"
-    return "tensorrt"
 
 
 __all__ += ["EngineError", "EventConfig", "FrameError"]

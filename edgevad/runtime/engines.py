@@ -8,10 +8,24 @@ library lazily: ``import edgevad`` works with neither installed.
 - :class:`OnnxRuntimeEngine`: CPU or CUDA through ONNX Runtime providers.
 - ``edgevad.runtime.tensorrt_engine.TensorRTEngine``: serialized engines (TensorRT 10/11), refused
   when built by another TensorRT version or for another GPU.
+- ``edgevad.runtime.openvino_engine.OpenVinoEngine``: the same ONNX graphs compiled by OpenVINO
+  (Intel CPUs, iGPUs, NPUs), precision explicit and recorded.
+
+``auto`` (:func:`open_engines`) prefers TensorRT engines (when TensorRT imports and the artifact
+carries engines that this GPU can run), then OpenVINO when it is installed, then ONNX Runtime,
+and says which it chose and why.
+
+GPU execution providers that cannot run here (``onnxruntime-gpu`` on a machine without a usable
+GPU lists CUDA and TensorRT but silently creates a CPU session) are detected by comparing the
+providers asked for with ``session.get_providers()``: the session falls back to CPU with one
+warning instead of pretending to run on the GPU.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -20,10 +34,14 @@ import numpy as np
 from edgevad.errors import EdgevadError, MissingDependencyError
 from edgevad.manifest import Manifest, StageSpec
 
-__all__ = ["BACKENDS", "Engine", "EngineError", "OnnxRuntimeEngine", "StageRunner", "open_engine",
-           "resolve_backend"]
+__all__ = ["BACKENDS", "BackendChoice", "Engine", "EngineError", "OnnxRuntimeEngine", "StageRunner",
+           "open_engine", "open_engines", "resolve_backend"]
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
+_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "engine": "tensorrt",
+            "ov": "openvino"}
 
 
 class EngineError(EdgevadError):
@@ -35,7 +53,7 @@ class Engine(Protocol):
 
     stage: StageSpec
     backend: str
-    """``"onnxruntime"`` or ``"tensorrt"``."""
+    """``"onnxruntime"``, ``"tensorrt"`` or ``"openvino"``."""
     device: str
     """Where it runs, in words (``"CPUExecutionProvider"``, ``"NVIDIA H100 (sm_90)"``)."""
 
@@ -93,13 +111,8 @@ class OnnxRuntimeEngine(StageRunner):
             raise MissingDependencyError("the onnxruntime backend needs onnxruntime: "
                                          "pip install onnxruntime") from exc
         self.stage = stage
-        available = ort.get_available_providers()
-        providers = list(providers) if providers else ["CPUExecutionProvider"]
-        unknown = [p for p in providers
-                   if (p[0] if isinstance(p, (tuple, list)) else p) not in available]
-        if unknown:
-            raise EngineError(f"ONNX Runtime providers {unknown} are not available in this "
-                              f"onnxruntime build (available: {available})")
+        requested = _provider_names(providers) or ["CPUExecutionProvider"]
+        providers = _usable_providers(ort, list(providers) if providers else requested)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -110,11 +123,22 @@ class OnnxRuntimeEngine(StageRunner):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            try:
+                with warnings.catch_warnings():  # ORT's "not in available provider names":
+                    warnings.simplefilter("ignore")  # _warn_provider_fallback says it once
+                    self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            except Exception as exc:  # noqa: BLE001 - a GPU provider that fails to start
+                if _provider_names(providers) == ["CPUExecutionProvider"]:
+                    raise
+                log.debug("session with %s failed (%s); retrying on CPU", providers, exc)
+                self.session = ort.InferenceSession(str(path), opts,
+                                                    providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise EngineError(f"cannot open {Path(path).name} for stage {stage.name!r} with "
                               f"ONNX Runtime: {exc}") from exc
-        self.device = self.session.get_providers()[0]
+        _warn_provider_fallback(requested, self.session.get_providers())
+        self.providers = list(self.session.get_providers())
+        self.device = self.providers[0]
         self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in stage.inputs}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -125,23 +149,152 @@ class OnnxRuntimeEngine(StageRunner):
         return dict(zip(self.output_names, outs))
 
 
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider",
+                  "CUDAExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
+                  "DmlExecutionProvider", "OpenVINOExecutionProvider", "CoreMLExecutionProvider")
+_warned: set[tuple] = set()
+
+
+def _provider_names(providers: Sequence | None) -> list[str]:
+    return [p[0] if isinstance(p, (tuple, list)) else str(p) for p in (providers or [])]
+
+
+def _usable_providers(ort, providers: list) -> list:
+    """Drop providers this onnxruntime build lacks (the session's fallback warning names them),
+    refuse names ONNX Runtime does not know (a typo), and keep CPU last so a fallback is always
+    possible."""
+    available = set(ort.get_available_providers())
+    known = set(ort.get_all_providers())
+    unknown = [n for n in _provider_names(providers) if n not in known]
+    if unknown:
+        raise EngineError(f"ONNX Runtime has no execution provider named {unknown} (this build "
+                          f"offers: {sorted(available)})")
+    kept = [p for p in providers if _provider_names([p])[0] in available]
+    if "CPUExecutionProvider" not in _provider_names(kept):
+        kept.append("CPUExecutionProvider")
+    return kept
+
+
+def _warn_provider_fallback(requested: list[str], active: list[str]) -> None:
+    """One warning per process and combination when providers asked for are not running."""
+    missing = [p for p in requested if p not in active and p != "CPUExecutionProvider"]
+    if not missing:
+        return
+    key = (tuple(missing), tuple(active))
+    if key in _warned:
+        return
+    _warned.add(key)
+    gpu = [p for p in missing if p in _GPU_PROVIDERS]
+    why = (" (no usable GPU or CUDA/TensorRT libraries here: onnxruntime-gpu lists these providers"
+           " wherever it is installed)") if gpu else ""
+    log.warning("ONNX Runtime could not use %s%s; running on %s instead", ", ".join(missing), why,
+                ", ".join(active))
+
+
 def resolve_backend(backend: str) -> str:
-    """``auto`` -> ``tensorrt`` when TensorRT and engines are usable, else ``onnxruntime``."""
+    """Normalise a backend name (``auto``, ``onnxruntime``/``ort``, ``tensorrt``/``trt``,
+    ``openvino``/``ov``); unknown names are an :class:`EngineError`."""
     key = (backend or "auto").strip().lower()
-    if key in ("ort", "onnx"):
-        key = "onnxruntime"
-    if key in ("trt", "engine"):
-        key = "tensorrt"
+    key = _ALIASES.get(key, key)
     if key not in BACKENDS:
         raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     return key
 
 
 def open_engine(artifact_dir: str | Path, manifest: Manifest, stage: StageSpec, backend: str,
-                providers: Sequence | None = None, threads: int | None = None) -> Engine:
-    """Open one stage with ``backend`` (already resolved, not ``auto``)."""
+                providers: Sequence | None = None, threads: int | None = None, *,
+                device: str | None = None, precision: str | None = None) -> Engine:
+    """Open one stage with ``backend`` (already resolved, not ``auto``). ``device`` and
+    ``precision`` are OpenVINO's (``CPU``/``GPU``/``NPU``/``AUTO``; ``f32``/``bf16``/``f16``);
+    ``providers`` ONNX Runtime's."""
     if backend == "tensorrt":
         from edgevad.runtime.tensorrt_engine import open_tensorrt_engine
 
         return open_tensorrt_engine(artifact_dir, manifest, stage)
+    if backend == "openvino":
+        from edgevad.runtime.openvino_engine import OpenVinoEngine, OpenVinoOptions
+
+        return OpenVinoEngine(Path(artifact_dir) / stage.file, stage,
+                              OpenVinoOptions(device=device, precision=precision,
+                                              threads=threads))
+    if precision is not None and precision.strip().lower() not in ("f32", "fp32"):
+        raise EngineError(f"precision {precision!r} is an OpenVINO option: ONNX Runtime runs the "
+                          "artifact's graphs in the precision they were exported in (export "
+                          "another --precision, or use --backend openvino)")
     return OnnxRuntimeEngine(Path(artifact_dir) / stage.file, stage, providers, threads)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """Which backend :func:`open_engines` used, and why (shown by ``edgevad run``/``bench``)."""
+
+    asked: str
+    backend: str
+    reason: str
+
+    def describe(self) -> str:
+        return self.backend if self.asked == self.backend else \
+            f"{self.backend} ({self.asked}: {self.reason})"
+
+
+def _auto_reason(manifest: Manifest) -> tuple[str, str]:
+    """(backend, reason) for ``auto`` before anything is opened."""
+    if all(s.engines for s in manifest.stages):
+        try:
+            import tensorrt  # noqa: F401
+
+            return "tensorrt", "TensorRT engines in the artifact and TensorRT installed"
+        except ImportError:
+            trt = "the artifact has TensorRT engines but TensorRT is not installed"
+    else:
+        trt = "no TensorRT engines in the artifact"
+    from edgevad.runtime.openvino_engine import openvino_available
+
+    if openvino_available():
+        return "openvino", f"{trt}; OpenVINO is installed"
+    return "onnxruntime", f"{trt}; OpenVINO is not installed"
+
+
+def open_engines(artifact_dir: str | Path, manifest: Manifest, backend: str = "auto",
+                 providers: Sequence | None = None, threads: int | None = None, *,
+                 device: str | None = None, precision: str | None = None
+                 ) -> tuple[dict[str, Engine], BackendChoice]:
+    """One engine per stage with ``backend``; ``auto`` tries TensorRT engines, then OpenVINO,
+    then ONNX Runtime (module doc), falling back with a warning when one cannot open."""
+    from edgevad.errors import MissingDependencyError as _Missing
+
+    asked = resolve_backend(backend)
+    if asked != "auto":
+        return ({s.name: open_engine(artifact_dir, manifest, s, asked, providers, threads,
+                                     device=device, precision=precision)
+                 for s in manifest.stages}, BackendChoice(asked, asked, "asked for"))
+    chosen, reason = _auto_reason(manifest)
+    order = {"tensorrt": ["tensorrt", "openvino", "onnxruntime"],
+             "openvino": ["openvino", "onnxruntime"], "onnxruntime": ["onnxruntime"]}[chosen]
+    if providers and "onnxruntime" in order and any(
+            p != "CPUExecutionProvider" for p in _provider_names(providers)):
+        order = [b for b in order if b != "openvino"]  # ORT providers asked for: keep ORT
+        reason += "; ONNX Runtime providers were asked for"
+    for i, name in enumerate(order):
+        if name == "openvino":
+            from edgevad.runtime.openvino_engine import openvino_available
+
+            if not openvino_available():
+                continue
+        try:
+            engines = {s.name: open_engine(artifact_dir, manifest, s, name, providers, threads,
+                                           device=device, precision=precision)
+                       for s in manifest.stages}
+        except (EngineError, _Missing) as exc:
+            if i == len(order) - 1:
+                raise
+            log.warning("backend auto: %s unusable here (%s); trying %s", name, exc,
+                        order[i + 1])
+            reason = f"{name} unusable: {exc}"
+            continue
+        if name != chosen:
+            reason = f"{reason}; fell back to {name}"
+        choice = BackendChoice("auto", name, reason)
+        log.info("backend auto -> %s (%s)", name, reason)
+        return engines, choice
+    raise EngineError("no backend could open the artifact")  # pragma: no cover - ORT is last
