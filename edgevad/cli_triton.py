@@ -65,5 +65,76 @@ def triton_command(
     console.print(f"client: TritonDetector.connect('HOST:8001', model={repo.name!r})")
 
 
+def triton_bench_command(
+    url: Optional[str] = typer.Option(None, help="Triton server, host:8001 (gRPC) or "
+                                      "host:8000 (--protocol http)."),
+    model: Optional[str] = typer.Option(None, help="Repository model name (edgevad triton "
+                                        "--name; default: the artifact's head)."),
+    protocol: str = typer.Option("grpc", help="grpc or http."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", "-a", help="Also run the "
+                                             "same cameras in-process on this artifact."),
+    source: Optional[Path] = typer.Option(None, help="Video whose frames every camera plays "
+                                          "(default: synthetic 480x360 frames)."),
+    cameras: str = typer.Option("1,4,8", help="Camera counts, comma-separated."),
+    frames: int = typer.Option(64, help="Frames each camera pushes."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
+) -> None:
+    """N concurrent cameras through the Triton client (and in-process): per-camera clip latency
+    percentiles and total frames/s."""
+    import json
+
+    import numpy as np
+    from rich.table import Table
+
+    from edgevad.errors import EdgevadError
+    from edgevad.triton.bench import bench_cameras, in_process_factory, served_factory
+
+    if url is None and artifacts is None:
+        raise EdgevadError("give --url (a Triton server), --artifacts (in-process), or both")
+    if source is not None:
+        from edgevad.video import VideoReader
+
+        clip = []
+        for f in VideoReader(source):
+            clip.append(f)
+            if len(clip) >= frames:
+                break
+    else:
+        rng = np.random.default_rng(0)
+        clip = [rng.integers(0, 255, (360, 480, 3), dtype=np.uint8) for _ in range(frames)]
+    counts = [int(c) for c in cameras.split(",") if c.strip()]
+    modes = []
+    if artifacts is not None:
+        modes.append(("in-process", in_process_factory(artifacts)))
+        if model is None:
+            from edgevad.manifest import read_manifest
+
+            model = read_manifest(artifacts).head
+    if url is not None:
+        if model is None:
+            raise EdgevadError("--model is needed with --url when no --artifacts is given")
+        modes.append((f"triton {protocol}", served_factory(url, model, protocol)))
+    table = Table(title=f"{len(clip)} frames per camera")
+    for col in ("mode", "cameras", "frames/s", "clips", "clip p50 ms", "p90", "p99",
+                "worst camera p99", "errors"):
+        table.add_column(col)
+    rows = []
+    for n in counts:
+        for mode, make in modes:
+            r = bench_cameras(make, clip, n, mode=mode)
+            rows.append(r.to_dict())
+            lat = r.clip_latency
+            table.add_row(mode, str(n), f"{r.frames_per_s:.1f}", str(r.clips),
+                          *(("-",) * 3 if lat is None else
+                            (f"{lat.p50_ms:.1f}", f"{lat.p90_ms:.1f}", f"{lat.p99_ms:.1f}")),
+                          f"{max(r.per_camera_p99_ms):.1f}", str(len(r.errors)))
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"frames": len(clip), "source": str(source or "synthetic"),
+                                        "results": rows}, indent=2) + "\n")
+        console.print(f"json: {json_out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("triton")(triton_command)
+    app.command("triton-bench")(triton_bench_command)

@@ -392,3 +392,22 @@ def test_served_scores_equal_the_detector_on_real_models(real_server, model):
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
     if model == "dam-dist":  # the state was used: a camera's second clip is not its first
         assert any(len(set(np.round(v, 6))) > 1 for v in got.values())
+
+
+def test_bench_drives_cameras_served_and_in_process(tiny_server, tmp_path):
+    """The bench's bookkeeping (never its speed): every camera's clips are latency samples,
+    frames/s counts every pushed frame, both modes report the same clips, JSON written."""
+    server, arts = tiny_server
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(app, ["triton-bench", "--url", server.grpc_url, "--model", "dam",
+                                 "--artifacts", str(arts["dam"]), "--cameras", "1,3",
+                                 "--frames", "10", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())["results"]
+    assert [(x["mode"], x["cameras"]) for x in rows] == [
+        ("in-process", 1), ("triton grpc", 1), ("in-process", 3), ("triton grpc", 3)]
+    for x in rows:  # 10 frames, 4-frame clips: 2 full clips + the flushed tail per camera
+        assert x["errors"] == [] and x["clips"] == 3 * x["cameras"]
+        assert x["clip_latency"]["count"] == x["clips"] and len(x["per_camera_p50_ms"]) == \
+            x["cameras"]
+        assert x["frames_per_s"] == pytest.approx(x["cameras"] * 10 / x["wall_s"])
