@@ -261,28 +261,41 @@ def _start_server(repos: list[Path]):
     return LocalTritonServer(repos, timeout_s=180).start()
 
 
-def drive(det, frames: dict[str, list[np.ndarray]], restart: str, again: list[np.ndarray]
-          ) -> dict[str, list[float]]:
+def drive(det, frames: dict[str, list[np.ndarray]], restart: str, again: list[np.ndarray],
+          labels: dict | None = None) -> dict[str, list[float]]:
     """Interleave the cameras frame by frame (one process() call per time step), flush each
-    as it ends, then ``restart`` starts again (reset) on ``again``."""
+    as it ends, then ``restart`` starts again (reset) on ``again``. Frame indices are checked
+    to come in order, each once; ``labels`` (if given) collects the class labels."""
     out = {k: [] for k in frames}
+    labels = {} if labels is None else labels
+    index = {k: [] for k in frames}
+
+    def take(k, rs):
+        out[k] += [r.score for r in rs]
+        index[k] += [r.index for r in rs]
+        labels.setdefault(k, []).extend(r.label for r in rs)
+
     for t in range(max(len(v) for v in frames.values())):
         for k, rs in det.process({k: v[t] for k, v in frames.items() if t < len(v)}).items():
-            out[k] += [r.score for r in rs]
+            take(k, rs)
         for k, v in frames.items():
             if t == len(v) - 1:
-                out[k] += [r.score for r in det.flush(k)]
+                take(k, det.flush(k))
     det.reset(restart)
     for f in again:
-        out[restart] += [r.score for r in det.push(f, restart)]
-    out[restart] += [r.score for r in det.flush(restart)]
+        take(restart, det.push(f, restart))
+    take(restart, det.flush(restart))
+    for k, v in frames.items():
+        assert index[k] == list(range(len(v))) + (list(range(len(again))) if k == restart
+                                                  else [])
     return out
 
 
 @pytest.fixture(scope="module")
 def tiny_server(tiny_artifact, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-repos")
-    arts = {"dam": tiny_artifact("dam"), "ctx": tiny_artifact("ctx", window=3)}
+    arts = {"dam": tiny_artifact("dam"), "ctx": tiny_artifact("ctx", window=3),
+            "joint": tiny_artifact("joint"), "dmrm": tiny_artifact("dmrm")}
     for name, art in arts.items():
         write_repository(art, root / name, RepositoryOptions(backend="python", kind="cpu",
                                                              name=name))
@@ -291,8 +304,8 @@ def tiny_server(tiny_artifact, tmp_path_factory):
     server.stop()
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
-@pytest.mark.parametrize("name", ["dam", "ctx"])
+@pytest.mark.parametrize("name,protocol", [("dam", "grpc"), ("dam", "http"), ("ctx", "grpc"),
+                                           ("ctx", "http"), ("joint", "grpc"), ("dmrm", "http")])
 def test_served_scores_equal_the_detector_tiny(tiny_server, name, protocol):
     from edgevad.triton.client import TritonDetector
 
@@ -301,14 +314,18 @@ def test_served_scores_equal_the_detector_tiny(tiny_server, name, protocol):
     frames = {f"cam{i}": [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
                           for _ in range(5 + 3 * i)] for i in range(8)}
     again = frames["cam3"][::-1]
-    want = drive(Detector.load(arts[name]), frames, "cam0", again)
+    want_labels, got_labels = {}, {}
+    want = drive(Detector.load(arts[name]), frames, "cam0", again, want_labels)
     url = server.grpc_url if protocol == "grpc" else server.http_url
     with TritonDetector.connect(url, name, protocol=protocol) as det:
         assert det.sequences == (name == "dam") and det.backend == "triton"
-        got = drive(det, frames, "cam0", again)
+        got = drive(det, frames, "cam0", again, got_labels)
     for k in frames:
         assert len(got[k]) == len(want[k])
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
+    assert got_labels == want_labels
+    if name == "joint":
+        assert all(label is not None for v in got_labels.values() for label in v)
 
 
 def test_the_server_holds_each_camera_to_its_sequence(tiny_server):
