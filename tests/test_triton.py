@@ -370,6 +370,7 @@ def real_server(shared_data, tmp_path_factory):
     from edgevad.video import VideoReader
 
     root = tmp_path_factory.mktemp("real-triton")
+    # EDGEVAD_TEST_DAM_ARTIFACT: reuse a dam-dist export while developing (CI exports it)
     arts = {"dam-dist": Path(os.environ.get("EDGEVAD_TEST_DAM_ARTIFACT", root / "dam-dist")),
             "mil-ctx": default_artifact(progress=False)}
     runner = CliRunner()
@@ -428,3 +429,11 @@ def test_bench_drives_cameras_served_and_in_process(tiny_server, tmp_path):
         assert x["clip_latency"]["count"] == x["clips"] and len(x["per_camera_p50_ms"]) == \
             x["cameras"]
         assert x["frames_per_s"] == pytest.approx(x["cameras"] * 10 / x["wall_s"])
+
+
+@pytest.mark.parametrize("model", list(REAL))
+def test_real_onnxruntime_repositories_parse_field_by_field(real_server, model, tmp_path):
+    _, arts, _ = real_server
+    r = CliRunner().invoke(app, ["triton", str(arts[model]), "--out", str(tmp_path / "repo")])
+    assert r.exit_code == 0, r.output
+    check_repository(tmp_path / "repo", arts[model], "onnxruntime")
