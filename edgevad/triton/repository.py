@@ -47,6 +47,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from edgevad import __version__
 from edgevad.errors import EdgevadError, MissingDependencyError
 from edgevad.hashing import sha256_file
@@ -326,7 +328,7 @@ def start_aware_head(src: Path, dst: Path, state_input: str, initial: str) -> No
     sequence's first request is never read."""
     try:
         import onnx
-        from onnx import TensorProto, helper
+        from onnx import TensorProto, helper, numpy_helper
     except ImportError as exc:
         raise MissingDependencyError("the sequence head needs onnx: pip install "
                                      "'edgevad[triton]'") from exc
@@ -349,8 +351,8 @@ def start_aware_head(src: Path, dst: Path, state_input: str, initial: str) -> No
     ]
     cond = "edgevad_start_bool"
     if axes:
-        graph.initializer.append(onnx.numpy_helper.from_array(
-            __import__("numpy").array(axes, dtype="int64"), "edgevad_start_axes"))
+        graph.initializer.append(numpy_helper.from_array(np.array(axes, dtype=np.int64),
+                                                         "edgevad_start_axes"))
         new_nodes.append(helper.make_node("Unsqueeze", [cond, "edgevad_start_axes"],
                                           ["edgevad_start_b"]))
         cond = "edgevad_start_b"
