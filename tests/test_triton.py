@@ -351,11 +351,13 @@ def test_the_server_holds_each_camera_to_its_sequence(tiny_server):
 
 # --- real models exported by the CLI, on a real clip ----------------------------------------------
 
-REAL = {"dam-dist": lambda i: 66 if i < 2 else 36 + i, "mil-ctx": lambda i: 20 + 3 * i}
-"""Frames per camera. DAM's clips are 64 frames of 224x224 (108 GFLOPs of I3D each): two
-cameras (and the one that starts again) get a full clip and a padded tail, so the state
-carried between clips is used; the others one padded clip. mil-ctx (16-frame clips) fills
-part of its window. The PETS clip's frames stand in for 8 cameras, each its own slice."""
+REAL = {"dam-dist": lambda i: 66 if i < 2 else 36 + i,
+        "mil-ctx": lambda i: 34 if i < 2 else 17 + i}
+"""Frames per camera. DAM's clips are 64 frames of 224x224 (about 108 GFLOPs of I3D each):
+two cameras (and the one that starts again) get a full clip and a padded tail, so the state
+carried between clips is used; the others one padded clip. mil-ctx (16-frame clips every 8
+frames): two cameras (and the restarted one) fill its 3-clip window, the others score a full
+clip and a tail. The PETS clip's frames stand in for 8 cameras, each its own slice."""
 
 
 @pytest.fixture(scope="module")
