@@ -15,6 +15,12 @@ Implicit state is not available to python models, so its state lives here, one a
 correlation id: the previous request's ``state_output`` is fed as ``state_input`` next time (what
 Triton's implicit state does for the onnxruntime backend), START makes the graph ignore it, END
 forgets it.
+
+Tensors cross the stub through DLPack: with numpy 2 the stub's ``as_numpy()`` and
+``Tensor(name, array)`` (pybind11 built for numpy 1) gave outputs of the right shape and no
+bytes. The stub then logs "PyCapsule_GetPointer called with incorrect name" for each output
+(numpy's capsule destructor seeing the capsule the stub consumed); the values are exact, as
+the tests check against the in-process Detector.
 """
 
 from __future__ import annotations
