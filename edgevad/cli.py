@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgevad import __version__, zoo
-from edgevad import cli_bench, cli_run
+from edgevad import cli_bench, cli_run, cli_triton
 from edgevad.cli_training import register, training_side
 from edgevad.errors import EdgevadError
 
@@ -34,6 +34,7 @@ app.add_typer(weights_app, name="weights")
 register(app)
 cli_run.register(app)
 cli_bench.register(app)
+cli_triton.register(app)
 
 console = Console()
 err_console = Console(stderr=True)
