@@ -47,7 +47,7 @@ from edgevad_calibration.quantize import (
 log = logging.getLogger(__name__)
 
 __all__ = ["HEAD_SCORE_TOLERANCE", "PrecisionOptions", "make_fp16", "resolve_calibration",
-           "run_graph", "apply_precision"]
+           "run_graph", "apply_precision", "tensorrt_qdq_head"]
 
 HEAD_SCORE_TOLERANCE = 0.01
 """A quantized head is a candidate only if its scores stay within this of fp32's on the head's
@@ -262,6 +262,19 @@ def _has_ops(path: Path, ops: set[str]) -> bool:
     return any(n.op_type in ops for n in onnx.load(str(path)).graph.node)
 
 
+RECURRENT_OPS = {"LSTM", "GRU", "RNN"}
+RECURRENT_QDQ_NOTE = ("no int8 Q/DQ graph for TensorRT: the head is recurrent, and TensorRT's "
+                      "Myelin compiler rejects the Q/DQ graph of joint's LSTM head (TensorRT-RTX "
+                      "1.7.1: a reshape check fails); its fp16 engine is built where int8 is asked")
+
+
+def tensorrt_qdq_head(path: Path) -> bool:
+    """Whether a head gets a symmetric int8 Q/DQ graph for TensorRT: not when it is recurrent
+    (:data:`RECURRENT_QDQ_NOTE`; DAM's LSTM head has no head calibration set either). Such a
+    head is small next to its backbone, so fp16 costs nothing that matters."""
+    return not _has_ops(Path(path), RECURRENT_OPS)
+
+
 def _choose_head(folder: Path, stage: StageSpec, cset: CalibrationSet | None,
                  sessions: _Sessions, feeds: dict[str, np.ndarray], config: Int8Config
                  ) -> tuple[str, dict]:
@@ -357,11 +370,13 @@ def apply_precision(folder: Path, manifest: Manifest, opts: PrecisionOptions, *,
         file, record = _choose_head(folder, head, hset, sessions,
                                     _head_feeds(manifest, sets, sessions), config)
         variants = {**head.variants, "fp32": head.file}
-        if hset is not None:
+        if hset is not None and tensorrt_qdq_head(folder / head.file):
             t = quantize_trt_qdq(folder / head.file, folder / "head.int8-qdq.onnx", hset.reader(),
                                  config)
             variants["int8_qdq"] = t.path
             record["tensorrt"] = t.to_dict()
+        elif hset is not None:
+            record["tensorrt"] = {"skipped": RECURRENT_QDQ_NOTE}
         precision = "fp32" if record["choice"] == "fp32" else "int8"
         stages["head"] = replace(head, file=file, precision=precision, variants=variants,
                                  quantization=record)
