@@ -125,10 +125,16 @@ def test_trt_qdq_is_symmetric_int8(tiny, tmp_path):
     # the U8S8 graph is refused by the same check, naming why
     with pytest.raises(CalibrationError, match="zero point dtype uint8"):
         check_symmetric_qdq(tmp_path / "u8.onnx")
-    # and TensorRT's graph still runs on ONNX Runtime, close to fp32
+    # and TensorRT's graph computes what fp32 does, to int8 precision. Its Q/DQ pairs are run
+    # as written (basic optimisations: quantise, dequantise, float op), which is what TensorRT
+    # fuses: ONNX Runtime's fused S8S8 CPU kernels (ORT_ENABLE_ALL) saturate on x86 CPUs
+    # without VNNI (measured 0.20 of the output's range on an AVX2 EPYC, 0.004 run as written)
     x = cset.sample(1)
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]
-    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    as_written = ort.SessionOptions()
+    as_written.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    got = ort.InferenceSession(str(out), as_written,
+                               providers=["CPUExecutionProvider"]).run(None, x)[0]
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
 
 
