@@ -162,7 +162,7 @@ def test_edgevad_run_same_scores_on_both_backends(i3d_mil, shared_data, tmp_path
                                        str(out), "--backend", backend, "--no-plot"])
         assert res.exit_code == 0, res.output
         assert backend in res.output
-        with open(out / "04.scores.csv", newline="") as fh:
+        with open(out / "run" / "04.scores.csv", newline="") as fh:  # each run's own folder
             rows = list(csv.DictReader(fh))
         scores[backend] = np.array([float(r["score"]) for r in rows])
     assert "f32" in res.output  # the precision that ran is shown

@@ -21,6 +21,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sysconfig
 import sys
 import tempfile
 import time
@@ -145,8 +146,16 @@ class LocalTritonServer:
         shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
         libs = root / "nvidia_pytriton.libs"
         env = dict(os.environ)
+        # The stub embeds whichever libpython3.X the loader finds first: the system's (Debian's
+        # /usr/lib) has no numpy and makes every model fail to load. Put this interpreter's own
+        # libpython first, and its executable first on PATH (an embedded Python finds its prefix,
+        # or a venv's pyvenv.cfg, from the python3 on PATH): the stub then sees the packages of
+        # the Python running edgevad, venv or not.
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
+            p for p in (str(libs), libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+        env["PATH"] = os.pathsep.join(
+            p for p in (str(Path(sys.executable).parent), env.get("PATH", "")) if p)
         self.http_port, self.grpc_port = _free_port(), _free_port()
         while self.grpc_port == self.http_port:
             self.grpc_port = _free_port()
