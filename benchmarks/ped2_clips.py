@@ -130,8 +130,11 @@ def videos(data: Path) -> list[tuple[str, Path]]:
             for p in sorted((data / split).glob("*.mp4"))]
 
 
-def extract_clips(work: Path, data: Path, threads: int | None = None) -> None:
-    """Run every job whose clip file is missing (resumable: finished ones are skipped)."""
+def extract_clips(work: Path, data: Path, threads: int | None = None,
+                  only: tuple[str, str] | None = None, reverse: bool = False) -> None:
+    """Run every job whose clip file is missing (resumable: finished ones are skipped);
+    ``only``: just the jobs of this (view, cut), e.g. a second worker for the flipped view;
+    ``reverse``: last job first (a second worker meeting the first one half-way)."""
     import torch
 
     from edgevad.hashing import sha256_file
@@ -141,7 +144,9 @@ def extract_clips(work: Path, data: Path, threads: int | None = None) -> None:
         torch.set_num_threads(threads)
     (work / "clips").mkdir(parents=True, exist_ok=True)
     model = None
-    for view, cut, split, path in jobs(data):
+    for view, cut, split, path in (jobs(data)[::-1] if reverse else jobs(data)):
+        if only is not None and (view, cut) != tuple(only):
+            continue
         out = clip_file(work, split, path.stem, view, cut)
         if out.is_file():
             continue
@@ -164,11 +169,14 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=PED2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--only", nargs=2, metavar=("VIEW", "CUT"), default=None,
+                        help="Run only these jobs (e.g. 'flip s8' in a second worker).")
+    parser.add_argument("--reverse", action="store_true", help="Last job first.")
     args = parser.parse_args(argv)
     if not (args.data / "test_frame_labels.json").is_file():
         print(f"Ped2 not found at {args.data}", file=sys.stderr)
         return 2
-    extract_clips(args.work, args.data, args.threads)
+    extract_clips(args.work, args.data, args.threads, args.only, args.reverse)
     return 0
 
 

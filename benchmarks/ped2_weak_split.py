@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,13 +75,13 @@ RECIPE = {"model": "mil-ctx", "backbone": "i3d", "segments": 16, "steps": 1000, 
 
 CANDIDATES: dict[str, dict] = {
     "mil-ctx": {"train": {}},
-    "mil-ctx+flip": {"train": {}, "augment": ["flip"]},
     "mil": {"train": {"model": "mil", "topk": 1}},
-    "mil-z+flip": {"train": {"model": "mil", "topk": 3, "head_kwargs": {"standardize": True}},
-                   "augment": ["flip"]},
+    "mil-dis": {"train": {"model": "mil-dis", "topk": 3, "self_training": True,
+                          "head_kwargs": {"hidden": 128}}},
     "mil-ctx+meanmax": {"train": {"backbone": None}, "pool": "meanmax"},
-    "mil-ctx+flip+st": {"train": {"self_training": True}, "augment": ["flip"]},
-    "mil-ctx+flip+300": {"train": {"steps": 300}, "augment": ["flip"]},
+    "mil-ctx+flip": {"train": {}, "augment": ["flip"]},
+    "mil-dis+flip": {"train": {"model": "mil-dis", "topk": 3, "self_training": True,
+                               "head_kwargs": {"hidden": 128}}, "augment": ["flip"]},
     "mil-ctx+flip+shift": {"train": {}, "augment": ["flip", "shift"]},
 }
 """Candidate name -> ``train``: TrainConfig settings over ``RECIPE``; ``augment``: extra training
@@ -146,15 +147,38 @@ def config_for(candidate: dict, seed: int, n_anomalous: int) -> dict:
     return settings
 
 
-def fit_and_score(settings: dict, train_bags, test_bags, folder: Path) -> dict[str, list[float]]:
-    """Train with ``edgevad train``'s function; segment scores of every test video."""
+def live_scores(model, head: str, features: np.ndarray) -> np.ndarray:
+    """Segment scores as a live runtime reads them: segment i scored from the window of the
+    head's ``live_window`` segments that ends at i (the exporter's window; no future segment),
+    the newest output taken. Heads without a window score each segment from the bag as is
+    (``mil``: one segment; ``mil-dis``: its gate looks back one segment only)."""
+    import torch
+
+    from edgevad_export.training.trainer import forward_scores
+
+    window = getattr(model, "live_window", None)
+    x = torch.from_numpy(np.asarray(features, dtype=np.float32))[None]
+    with torch.inference_mode():
+        if not window or head == "mil-dis":
+            return forward_scores(head, model, x)["scores"][0].numpy()
+        return np.array([float(forward_scores(head, model, x[:, max(0, i - window + 1):i + 1])
+                               ["scores"][0, -1]) for i in range(x.shape[1])])
+
+
+def fit_and_score(settings: dict, train_bags, test_bags, folder: Path) -> dict[str, dict]:
+    """Train with ``edgevad train``'s function; segment scores of every test video, ``bag``
+    (``edgevad eval``: the whole bag at once) and ``live`` (:func:`live_scores`)."""
     from edgevad_export.evaluation.evaluate import score_bags
     from edgevad_export.training import TrainConfig, load_checkpoint, train
 
     ckpt = train(TrainConfig.from_dict(settings), train_bags, folder, progress=False)
     model, meta = load_checkpoint(ckpt)
+    model.eval()
     scores, _ = score_bags(model, meta["head"], test_bags)
-    return {str(n): [round(float(v), 6) for v in s] for n, s in zip(test_bags.names, scores)}
+    live = [live_scores(model, meta["head"], f) for f in test_bags.features]
+    rounded = lambda s: [round(float(v), 6) for v in s]  # noqa: E731
+    return {"bag": {str(n): rounded(s) for n, s in zip(test_bags.names, scores)},
+            "live": {str(n): rounded(s) for n, s in zip(test_bags.names, live)}}
 
 
 def pooled_auc(scores: dict[str, list[float]], n_frames: dict[str, int], labels: dict) -> float:
@@ -166,28 +190,38 @@ def pooled_auc(scores: dict[str, list[float]], n_frames: dict[str, int], labels:
 
 
 class RunCache:
-    """``<work>/weak_split_runs.json``: segment scores per (candidate, part, seed)."""
+    """``<work>/weak_split_runs.json``: segment scores per (candidate, part, seed); several cache
+    files are merged by passing them all (the first one is written)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *more: Path) -> None:
         self.path = path
-        self.runs = json.loads(path.read_text()) if path.is_file() else {}
+        self.runs = {}
+        for p in (*more, path):
+            if p.is_file():
+                self.runs.update(json.loads(p.read_text()))
 
     def get(self, key: str, make) -> dict:
         if key not in self.runs:
-            self.runs[key] = make()
-            tmp = self.path.with_suffix(".tmp")
+            value = make()
+            # several studies may share the file (e.g. one per candidate): merge, then replace
+            self.runs = {**(json.loads(self.path.read_text()) if self.path.is_file() else {}),
+                         **self.runs, key: value}
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.runs))
             tmp.replace(self.path)
         return self.runs[key]
 
 
+MODES = ("live", "bag")
+
+
 def validate(name: str, work: Path, seeds, cache: RunCache, labels: dict) -> dict:
-    """Inner 3-fold cross-validation on the training videos: pooled AUC per seed."""
+    """Inner 3-fold cross-validation on the training videos: pooled AUC per seed and mode."""
     cand = CANDIDATES[name]
     seg = config_for(cand, 0, 1)["segments"]
-    per_seed = []
+    per_seed: dict[str, list[float]] = {m: [] for m in MODES}
     for seed in seeds:
-        scores, n_frames = {}, {}
+        scores, n_frames = {m: {} for m in MODES}, {}
         for k, held in enumerate(INNER):
             rest = [v for v in TRAIN_VIDEOS if v not in held]
             train_bags = make_bags(work, rest, cand, seg, train=True)
@@ -196,10 +230,12 @@ def validate(name: str, work: Path, seeds, cache: RunCache, labels: dict) -> dic
             got = cache.get(f"{name}|val{k}|s{seed}", lambda: fit_and_score(
                 config_for(cand, seed, n_anom), train_bags, test_bags,
                 work / "runs" / f"{name}-val{k}-s{seed}"))
-            scores.update(got)
+            for m in MODES:
+                scores[m].update(got[m])
             n_frames.update({str(n): int(f) for n, f in zip(test_bags.names, test_bags.n_frames)})
-        per_seed.append(pooled_auc(scores, n_frames, labels))
-    return {"per_seed": per_seed, "mean": float(np.mean(per_seed))}
+        for m in MODES:
+            per_seed[m].append(pooled_auc(scores[m], n_frames, labels))
+    return {m: {"per_seed": per_seed[m], "mean": float(np.mean(per_seed[m]))} for m in MODES}
 
 
 def test(name: str, work: Path, seeds, cache: RunCache, labels: dict) -> dict:
@@ -209,19 +245,18 @@ def test(name: str, work: Path, seeds, cache: RunCache, labels: dict) -> dict:
     train_bags = make_bags(work, TRAIN_VIDEOS, cand, seg, train=True)
     test_bags = make_bags(work, TEST_VIDEOS, cand, seg, train=False)
     n_frames = {str(n): int(f) for n, f in zip(test_bags.names, test_bags.n_frames)}
-    per_seed, normal_mean = [], []
-    for seed in seeds:
-        got = cache.get(f"{name}|test|s{seed}", lambda: fit_and_score(
-            config_for(cand, seed, len(TRAIN_ANOMALOUS)), train_bags, test_bags,
-            work / "runs" / f"{name}-test-s{seed}"))
-        per_seed.append(pooled_auc(got, n_frames, labels))
-        normal_mean.append({k: float(np.mean(s)) for k, s in got.items()
-                            if k.startswith("training/")})
-    keys = normal_mean[0]
-    return {"per_seed": per_seed, "mean": float(np.mean(per_seed)),
-            "std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
-            "normal_video_mean_score": {k: float(np.mean([m[k] for m in normal_mean]))
-                                        for k in keys}}
+    out = {}
+    runs = [cache.get(f"{name}|test|s{seed}", lambda: fit_and_score(
+        config_for(cand, seed, len(TRAIN_ANOMALOUS)), train_bags, test_bags,
+        work / "runs" / f"{name}-test-s{seed}")) for seed in seeds]
+    for m in MODES:
+        aucs = [pooled_auc(r[m], n_frames, labels) for r in runs]
+        out[m] = {"per_seed": aucs, "mean": float(np.mean(aucs)),
+                  "std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
+                  "normal_video_mean_score": {
+                      k: round(float(np.mean([np.mean(r[m][k]) for r in runs])), 4)
+                      for k in runs[0][m] if k.startswith("training/")}}
+    return out
 
 
 def main(argv=None) -> int:
@@ -235,6 +270,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-test", action="store_true",
                         help="Validation only (the test videos' features are not needed).")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--cache", type=Path, nargs="+", default=None,
+                        help="Run cache files (default <work>/weak_split_runs.json); runs are "
+                             "read from all, written to the first.")
     args = parser.parse_args(argv)
     if not (args.data / "test_frame_labels.json").is_file():
         print(f"Ped2 not found at {args.data}", file=sys.stderr)
@@ -243,37 +281,49 @@ def main(argv=None) -> int:
 
     torch.set_flush_denormal(True)
     labels = json.loads((args.data / "test_frame_labels.json").read_text())
-    cache = RunCache(args.work / "weak_split_runs.json")
+    cache = RunCache(*(args.cache or [args.work / "weak_split_runs.json"]))
     result: dict = {"split": {"train": [video_key(*v) for v in TRAIN_VIDEOS],
                               "test": [video_key(*v) for v in TEST_VIDEOS],
                               "inner_folds": [[video_key(*v) for v in f] for f in INNER]},
                     "recipe": RECIPE, "candidates": {}}
+    fmt = lambda r: f"{100 * r['mean']:.1f}"  # noqa: E731
     for name in args.candidates:
         t0 = time.perf_counter()
-        val = validate(name, args.work, args.val_seeds, cache, labels)
-        entry = {"settings": CANDIDATES[name], "validation": val}
-        print(f"{name}: validation {100 * val['mean']:.2f} "
-              f"({', '.join(f'{100 * a:.1f}' for a in val['per_seed'])})", flush=True)
-        if not args.no_test:
-            entry["test"] = test(name, args.work, args.seeds, cache, labels)
-            print(f"{name}: test {100 * entry['test']['mean']:.2f} ± "
-                  f"{100 * entry['test']['std']:.2f} (not used for the choice) "
-                  f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        try:
+            val = validate(name, args.work, args.val_seeds, cache, labels)
+            entry = {"settings": CANDIDATES[name], "validation": val}
+            print(f"{name}: validation live {fmt(val['live'])} "
+                  f"({', '.join(f'{100 * a:.1f}' for a in val['live']['per_seed'])}), "
+                  f"bag {fmt(val['bag'])}", flush=True)
+            if not args.no_test:
+                entry["test"] = test(name, args.work, args.seeds, cache, labels)
+                t = entry["test"]
+                print(f"{name}: test live {fmt(t['live'])} ± {100 * t['live']['std']:.1f}, bag "
+                      f"{fmt(t['bag'])} ± {100 * t['bag']['std']:.1f} (not used for the choice) "
+                      f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        except FileNotFoundError as exc:
+            print(f"{name}: skipped, its clip features are missing ({exc.filename}): run "
+                  "benchmarks/ped2_clips.py to the end", flush=True)
+            continue
         result["candidates"][name] = entry
-    chosen = max(result["candidates"], key=lambda c: result["candidates"][c]["validation"]["mean"])
+    if not result["candidates"]:
+        return 1
+    chosen = max(result["candidates"],
+                 key=lambda c: result["candidates"][c]["validation"]["live"]["mean"])
     result["chosen"] = chosen
 
-    print(f"\nchosen by validation on the 10 training videos: {chosen}\n")
-    print("| recipe | validation AUC (3-fold, training videos) | test frame AUC (18 videos) |")
-    print("| --- | --- | --- |")
+    print(f"\nchosen by live validation AUC on the 10 training videos: {chosen}\n")
+    print("| recipe | validation AUC, live (bag) | test frame AUC, live | test frame AUC, bag "
+          "(`edgevad eval`) |")
+    print("| --- | --- | --- | --- |")
     for name, entry in result["candidates"].items():
-        t = entry.get("test")
+        v, t = entry["validation"], entry.get("test")
         mark = " (chosen)" if name == chosen else ""
-        test_txt = (f"{100 * t['mean']:.1f} ± {100 * t['std']:.1f} ({len(t['per_seed'])} seeds)"
-                    if t else "not run")
-        print(f"| {name}{mark} | {100 * entry['validation']['mean']:.1f} | {test_txt} |")
+        cells = ([f"{fmt(t[m])} ± {100 * t[m]['std']:.1f}" for m in MODES] if t
+                 else ["not run", "not run"])
+        print(f"| {name}{mark} | {fmt(v['live'])} ({fmt(v['bag'])}) | {cells[0]} | {cells[1]} |")
     for peer, auc, caveat in PEERS:
-        print(f"| {peer}, published | | {auc:.1f} ({caveat}) |")
+        print(f"| {peer}, published | | | {auc:.1f} ({caveat}) |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

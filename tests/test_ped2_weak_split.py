@@ -74,3 +74,25 @@ def test_pooled_clip_features_are_what_extract_writes(shared_data, tmp_path):
     flipped, _ = ped2_clips.clip_features(model, decoded[..., ::-1].copy(), plan[:1], flip=False)
     via_flag, _ = ped2_clips.clip_features(model, decoded, plan[:1], flip=True)
     np.testing.assert_allclose(via_flag, flipped, rtol=1e-4, atol=1e-5)
+
+
+def test_live_scores_see_no_future_segment():
+    """A live score of segment i is unchanged by any later segment; at the bag's end, where the
+    bag's centred window holds no future either, it equals ``edgevad eval``'s bag score."""
+    torch = pytest.importorskip("torch")
+    from edgevad_export.training.checkpoint import build_head
+    from edgevad_export.training.trainer import forward_scores
+
+    torch.manual_seed(0)
+    feats = np.random.default_rng(0).random((9, 16), dtype=np.float32)
+    for head in ("mil-ctx", "mil", "mil-dis"):
+        model = build_head(head, backbone=None, builder_kwargs={"feature_dim": 16}).eval()
+        live = ped2_weak_split.live_scores(model, head, feats)
+        with torch.inference_mode():
+            bag = forward_scores(head, model, torch.from_numpy(feats)[None])["scores"][0].numpy()
+        assert live.shape == (9,)
+        np.testing.assert_allclose(live[-1], bag[-1], rtol=1e-5)
+        changed = feats.copy()
+        changed[5:] += 1.0
+        np.testing.assert_allclose(ped2_weak_split.live_scores(model, head, changed)[:5],
+                                   live[:5], rtol=1e-5)
