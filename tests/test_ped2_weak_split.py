@@ -1,0 +1,98 @@
+"""The Ped2 weak-split study: its clip features are ``edgevad extract``'s, and its split is the standard one."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ped2_clips  # noqa: E402
+import ped2_weak_split  # noqa: E402
+
+
+def test_split_is_the_standard_one_and_never_mixes_train_and_test():
+    train = {ped2_weak_split.video_key(*v) for v in ped2_clips.TRAIN_VIDEOS}
+    test = {ped2_weak_split.video_key(*v) for v in ped2_weak_split.TEST_VIDEOS}
+    assert train == {f"testing/{n}" for n in ("02", "06", "09", "10", "11", "12")} | {
+        f"training/{n}" for n in ("07", "08", "14", "15")}
+    assert len(test) == 18 and not train & test
+    assert train | test == {f"{s}/{i:02d}" for s, k in (("testing", 12), ("training", 16))
+                            for i in range(1, k + 1)}
+    inner = [ped2_weak_split.video_key(*v) for fold in ped2_weak_split.INNER for v in fold]
+    assert sorted(inner) == sorted(train)  # the validation folds partition the training videos
+    for fold in ped2_weak_split.INNER:  # each held-out fold has anomalous and normal videos
+        assert {s for s, _ in fold} == {"testing", "training"}
+
+
+@pytest.mark.parametrize("n_frames", [120, 150, 180, 23])
+def test_cuts(n_frames):
+    from edgevad_export.extraction.extract import clip_starts
+
+    s8 = ped2_clips.cut_clips(n_frames, "s8")
+    assert s8 == clip_starts(n_frames, 16, 8)
+    o4 = ped2_clips.cut_clips(n_frames, "o4")
+    assert set(s8) | set(o4) == set(s8) | set(clip_starts(n_frames, 16, 4))
+    assert not set(s8) & set(o4)
+
+
+def test_pooled_clip_features_are_what_extract_writes(shared_data, tmp_path):
+    """24 real Ped2 frames, random-init I3D (seeded the same way): the study's clips pooled with
+    extract's pool_segments equal ``extract_features(..., stride=8)`` (the real weights are the
+    same code path with other numbers); the flipped view mirrors every frame."""
+    torch = pytest.importorskip("torch")
+    from video_files import write_video
+
+    from edgevad.video import VideoReader
+    from edgevad_export.extraction.extract import clip_centre, extract_features, pool_segments
+    from edgevad_export.models.factory import create_backbone
+
+    reader = VideoReader(shared_data / "ped2" / "testing" / "01.mp4")
+    frames = [f for _, f in zip(range(24), reader)]
+    reader.close()
+    video = write_video(tmp_path / "ped2_01_head.mp4", frames)
+
+    torch.manual_seed(0)
+    extract_features([video], "i3d", tmp_path / "bags.npz", random_init=True, segments=3,
+                     stride=8, progress=False)
+    with np.load(tmp_path / "bags.npz") as d:
+        expected = d["features"][0]
+
+    torch.manual_seed(0)
+    model = create_backbone("i3d", random_init=True)
+    decoded = ped2_clips.decode(video)
+    plan = ped2_clips.cut_clips(len(decoded), "s8")
+    mean, _ = ped2_clips.clip_features(model, decoded, plan, flip=False)
+    centres = [clip_centre(s, r) for s, r in plan]
+    np.testing.assert_allclose(pool_segments(mean, centres, len(decoded), 3), expected,
+                               rtol=1e-4, atol=1e-5)
+
+    flipped, _ = ped2_clips.clip_features(model, decoded[..., ::-1].copy(), plan[:1], flip=False)
+    via_flag, _ = ped2_clips.clip_features(model, decoded, plan[:1], flip=True)
+    np.testing.assert_allclose(via_flag, flipped, rtol=1e-4, atol=1e-5)
+
+
+def test_live_scores_see_no_future_segment():
+    """A live score of segment i is unchanged by any later segment; at the bag's end, where the
+    bag's centred window holds no future either, it equals ``edgevad eval``'s bag score."""
+    torch = pytest.importorskip("torch")
+    from edgevad_export.training.checkpoint import build_head
+    from edgevad_export.training.trainer import forward_scores
+
+    torch.manual_seed(0)
+    feats = np.random.default_rng(0).random((9, 16), dtype=np.float32)
+    for head in ("mil-ctx", "mil", "mil-dis"):
+        model = build_head(head, backbone=None, builder_kwargs={"feature_dim": 16}).eval()
+        live = ped2_weak_split.live_scores(model, head, feats)
+        with torch.inference_mode():
+            bag = forward_scores(head, model, torch.from_numpy(feats)[None])["scores"][0].numpy()
+        assert live.shape == (9,)
+        np.testing.assert_allclose(live[-1], bag[-1], rtol=1e-5)
+        changed = feats.copy()
+        changed[5:] += 1.0
+        np.testing.assert_allclose(ped2_weak_split.live_scores(model, head, changed)[:5],
+                                   live[:5], rtol=1e-5)
