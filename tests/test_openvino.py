@@ -62,6 +62,26 @@ def test_every_pipeline_shape_matches_onnxruntime(tiny_artifact, kind, kw, tmp_p
     assert not np.allclose([r.score for r in ov["a"]], [r.score for r in ov["b"]])
 
 
+def test_an_engine_serves_several_threads_at_once(tiny_artifact):
+    """Engines are shared by every stream and Detector of a process, and ONNX Runtime sessions
+    run concurrently: OpenVINO's runner must too (one infer request per thread; a shared one
+    raised "Infer Request is busy" when triton-bench's camera threads ran in process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    art = tiny_artifact("mil")
+    engine = Detector.load(art, backend="openvino").engines["backbone"]
+    rng = np.random.default_rng(2)
+    shape = [d if isinstance(d, int) else 1 for d in engine.stage.inputs[0].shape]
+    clips = [rng.standard_normal(shape, dtype=np.float32) for _ in range(8)]
+    name = engine.input_names[0]
+    alone = [engine.run({name: c}) for c in clips]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda c: engine.run({name: c}), clips * 25))
+    for i, got in enumerate(together):
+        for out, want in alone[i % len(clips)].items():
+            np.testing.assert_array_equal(got[out], want)
+
+
 def test_precision_is_explicit_and_recorded(tiny_artifact, caplog):
     import openvino as ov
 

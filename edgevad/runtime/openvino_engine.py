@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -208,7 +209,11 @@ class OpenVinoEngine(StageRunner):
             raise EngineError(f"{Path(path).name} compiled by OpenVINO lacks outputs {missing} "
                               f"of stage {stage.name!r} (it has {sorted(names)})")
         self._outputs = {n: self.compiled.output(n) for n in stage.output_names}
-        self._request = self.compiled.create_infer_request()
+        # One infer request per calling thread: a request runs one inference at a time ("Infer
+        # Request is busy" from a second thread), while the compiled model is shared safely.
+        # ONNX Runtime sessions allow concurrent runs, and engines are shared by every stream
+        # and every Detector of a process, so this runner must allow them too.
+        self._requests = threading.local()
         self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in stage.inputs}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -216,7 +221,10 @@ class OpenVinoEngine(StageRunner):
                  for n in self.input_names if n in feeds}
         check_feeds(self.stage, feeds)
         try:
-            result = self._request.infer(feeds)
+            request = getattr(self._requests, "request", None)
+            if request is None:
+                request = self._requests.request = self.compiled.create_infer_request()
+            result = request.infer(feeds)
         except Exception as exc:
             raise EngineError(f"OpenVINO failed on stage {self.stage.name!r} with inputs "
                               f"{ {k: list(v.shape) for k, v in feeds.items()} }: {exc}") from exc
