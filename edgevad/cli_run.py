@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgevad.errors import EdgevadError
+from edgevad.records import redact_credentials
 
 if TYPE_CHECKING:  # OpenCV and numpy load when the command runs, not at `edgevad --help`
     from edgevad.runtime.detector import Detector
@@ -222,10 +223,12 @@ def _run_dir(out: Path, name: str, exist_ok: bool) -> Path:
 
 
 def _entry(spec: str, name: str, status: str, **kw) -> dict:
-    base = {"source": spec, "name": name, "kind": kw.pop("kind", None), "status": status,
-            "error": None, "frames": 0, "seconds": 0.0, "first_score_s": None, "reconnects": 0,
-            "max_score": None, "events": [], "files": {}}
+    base = {"source": redact_credentials(spec), "name": redact_credentials(name), "kind": kw.pop("kind", None),
+            "status": status, "error": None, "frames": 0, "seconds": 0.0, "first_score_s": None,
+            "reconnects": 0, "max_score": None, "events": [], "files": {}}
     base.update(kw)
+    if base["error"] is not None:
+        base["error"] = redact_credentials(base["error"])
     return base
 
 
@@ -296,8 +299,9 @@ def _run_one(detector: Detector, src: FrameSource, out: Path, *, video: bool, pl
     detector.remove(sid)
     interrupted = stop.signum is not None
     status = "failed" if error else "interrupted" if interrupted else "ok"
+    shown = redact_credentials(src.spec)
     if error:
-        console.print(f"[red]failed[/red] {src.spec}: {error}", highlight=False)
+        console.print(f"[red]failed[/red] {shown}: {redact_credentials(error)}", highlight=False)
     entry = _entry(src.spec, sid, status, kind=src.kind, error=error, frames=n, seconds=elapsed,
                    first_score_s=first_score_s, reconnects=src.reconnects, events=events)
     if writer is None:
@@ -305,14 +309,15 @@ def _run_one(detector: Detector, src: FrameSource, out: Path, *, video: bool, pl
     arr = np.asarray(scores, dtype=np.float64)
     files = {"scores_csv": writer.csv_path, "scores_jsonl": writer.jsonl_path}
     try:
-        files["events"] = write_events(out / f"{sid}.events.json", events, source=src.spec,
+        files["events"] = write_events(out / f"{sid}.events.json", events, source=shown,
                                        frames=n, fps=src.fps, threshold=detector.threshold,
                                        model=detector.manifest.model, interrupted=interrupted,
-                                       status=status, error=error, reconnects=src.reconnects)
+                                       status=status, error=entry["error"],
+                                       reconnects=src.reconnects)
         if plot and len(arr):
             png = plot_scores(out / f"{sid}.plot.png", arr, threshold=detector.threshold,
                               events=events, fps=src.fps,
-                              title=f"{src.spec} - {detector.manifest.model.get('name')}",
+                              title=f"{shown} - {detector.manifest.model.get('name')}",
                               score_range=detector.manifest.score_range)
             if png is None:
                 console.print("plot skipped: matplotlib is not installed (pip install matplotlib)")

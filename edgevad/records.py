@@ -37,7 +37,7 @@ from edgevad.errors import EdgevadError
 
 __all__ = ["ENV_VAR", "RECORD_PATHS", "RecordPathsError", "distinct_paths", "file_record",
            "machine_paths", "portable_fields", "portable_sources", "record_path", "record_paths",
-           "set_record_paths"]
+           "redact_credentials", "set_record_paths"]
 
 RECORD_PATHS = ("relative", "name", "absolute")
 """How a record names a file's location (module doc); ``relative`` by default."""
@@ -190,3 +190,15 @@ def machine_paths(text: str | bytes, *, drives: bool = True) -> list[str]:
         text = text.decode("latin-1")
     pattern = f"{_UNIX}|{_DRIVE}" if drives else _UNIX
     return [text[m.start():m.start() + 60].split("\n")[0] for m in re.finditer(pattern, text)]
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
+
+
+def redact_credentials(text: str) -> str:
+    """``rtsp://user:secret@cam/stream`` -> ``rtsp://***@cam/stream``, anywhere in ``text``.
+
+    Camera URLs carry their credentials; run reports, events files, plots and the terminal
+    name sources by what the user typed, and those records travel further than the password
+    should."""
+    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", str(text))

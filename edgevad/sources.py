@@ -229,7 +229,8 @@ def open_sources(spec: str, reconnect: Reconnect | None = None) -> list[FrameSou
         cap.release()
         return [src]
     if spec.lower().startswith(URL_SCHEMES):
-        name = spec.split("://", 1)[1].split("/", 1)[0].replace(":", "_") or "stream"
+        host = spec.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]  # no credentials
+        name = host.replace(":", "_") or "stream"
         return [FrameSource(spec, name, "url", reconnect=rc)]
     path = Path(spec)
     if path.is_dir():

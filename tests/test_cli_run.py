@@ -92,6 +92,26 @@ def test_a_folder_with_bad_videos_scores_every_good_one_and_names_each_bad(tiny_
     assert "broken.mp4" in res.output and "cut.avi" in res.output and "2 of 5" in res.output
 
 
+def test_camera_credentials_stay_out_of_the_run_records(tiny_artifact, tmp_path):
+    """A camera URL carries its password; the terminal, report.json and events files name the
+    source without it."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on: the camera is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://admin:s3cret@127.0.0.1:{port}/stream.mjpg"
+    good = _video(tmp_path / "a.avi", n=5)
+    res = _run(url, good, "--artifacts", tiny_artifact("mil"), "--out", tmp_path / "o",
+               "--no-plot", "--reconnect", "0")
+    assert res.exit_code == 3, res.output
+    run = tmp_path / "o" / "run"
+    written = res.output + "".join(p.read_text() for p in run.glob("*.json"))
+    assert "s3cret" not in written and "admin" not in written
+    report = json.loads((run / "report.json").read_text())
+    assert f"http://***@127.0.0.1:{port}/stream.mjpg" in [s["source"] for s in report["sources"]]
+
+
 def test_sources_that_do_not_open_are_named_and_the_others_scored(tiny_artifact, tmp_path):
     good = _video(tmp_path / "a.avi", n=5)
     res = _run(tmp_path / "nope.mp4", good, "--artifacts", tiny_artifact("mil"),

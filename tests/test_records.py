@@ -332,3 +332,13 @@ def test_two_checkouts_export_the_same_manifest(tmp_path):
         m["files"]["parity.json"] = "<hashes its timings>"
     assert json.dumps(_masked(a), indent=2) == json.dumps(_masked(b), indent=2)
     assert a["created"] and a["export"]["seconds"] > 0  # masked above: present, not compared
+
+
+def test_credentials_in_urls_are_redacted():
+    from edgevad.records import redact_credentials
+
+    assert redact_credentials("rtsp://user:pa@ss@cam.local:554/live") == "rtsp://***@cam.local:554/live"
+    assert redact_credentials("cannot open http://u:p@10.0.0.2/x (timeout)") == \
+        "cannot open http://***@10.0.0.2/x (timeout)"
+    for plain in ("rtsp://cam.local/live", "clips/a@b.mp4", "0", "user@example.org"):
+        assert redact_credentials(plain) == plain
