@@ -171,12 +171,7 @@ def _threaded(make, size: int, stop: threading.Event | None = None,
         it = make(done)
         try:
             for item in it:
-                while not done.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                _put(q, item, done)
                 if done.is_set():
                     return
             _put(q, _END, done)
