@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -97,6 +98,18 @@ class StageRunner:
     def output_names(self) -> list[str]:
         return self.stage.output_names
 
+    @cached_property
+    def _input_dtypes(self) -> dict[str, np.dtype]:
+        return {spec.name: np.dtype(spec.dtype) for spec in self.stage.inputs}
+
+    def _checked_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``feeds`` as the graph takes them: contiguous, in each input's declared dtype,
+        checked against the stage (:func:`check_feeds`)."""
+        feeds = {n: np.ascontiguousarray(feeds[n], dtype=self._input_dtypes[n])
+                 for n in self.input_names if n in feeds}
+        check_feeds(self.stage, feeds)
+        return feeds
+
 
 class OnnxRuntimeEngine(StageRunner):
     """A stage graph in an ONNX Runtime session (one session per stage, shared by all streams)."""
@@ -139,12 +152,9 @@ class OnnxRuntimeEngine(StageRunner):
         _warn_provider_fallback(requested, self.session.get_providers())
         self.providers = list(self.session.get_providers())
         self.device = self.providers[0]
-        self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in stage.inputs}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n])
-                 for n in self.input_names if n in feeds}
-        check_feeds(self.stage, feeds)
+        feeds = self._checked_feeds(feeds)
         outs = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, outs))
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from edgevad.errors import MissingDependencyError
 from edgevad.manifest import StageSpec
-from edgevad.runtime.engines import EngineError, StageRunner, check_feeds
+from edgevad.runtime.engines import EngineError, StageRunner
 
 __all__ = ["OV_DEVICES", "OV_PRECISIONS", "OpenVinoEngine", "OpenVinoOptions", "import_openvino",
            "openvino_available", "openvino_version"]
@@ -214,12 +214,9 @@ class OpenVinoEngine(StageRunner):
         # ONNX Runtime sessions allow concurrent runs, and engines are shared by every stream
         # and every Detector of a process, so this runner must allow them too.
         self._requests = threading.local()
-        self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in stage.inputs}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n])
-                 for n in self.input_names if n in feeds}
-        check_feeds(self.stage, feeds)
+        feeds = self._checked_feeds(feeds)
         try:
             request = getattr(self._requests, "request", None)
             if request is None:

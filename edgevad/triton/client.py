@@ -42,7 +42,7 @@ import numpy as np
 from edgevad.errors import MissingDependencyError
 from edgevad.manifest import Manifest, ManifestError, StageSpec
 from edgevad.runtime.detector import Detector
-from edgevad.runtime.engines import EngineError, StageRunner, check_feeds
+from edgevad.runtime.engines import EngineError, StageRunner
 from edgevad.runtime.pipeline import ClipOutput, ClipState, Pipeline, _softmax
 from edgevad.runtime.stream import StreamSession
 
@@ -142,12 +142,9 @@ class TritonEngine(StageRunner):
         self.connection, self.model, self.stage = connection, model, stage
         self.max_batch = max(1, int(max_batch))
         self.device = f"{model} on Triton at {connection.url} ({connection.protocol})"
-        self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in stage.inputs}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n])
-                 for n in self.input_names if n in feeds}
-        check_feeds(self.stage, feeds)
+        feeds = self._checked_feeds(feeds)
         n = next(iter(feeds.values())).shape[0]
         parts = []
         for b in range(0, n, self.max_batch):  # the server's max_batch_size bounds a request
