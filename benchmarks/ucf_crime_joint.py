@@ -54,7 +54,7 @@ def held_out_metrics(ckpt: Path, bags) -> dict:
     from edgevad_export.training.checkpoint import load_checkpoint
     from edgevad_export.training.trainer import forward_scores
 
-    from edgevad import zoo
+    from edgevad.artifact import zoo
 
     model, _ = load_checkpoint(ckpt)
     with torch.no_grad():
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     from edgevad_export.data.bags import load_bags
 
-    from edgevad.hashing import sha256_file
+    from edgevad.fetch.hashing import sha256_file
 
     t0 = time.perf_counter()
     train_bags, dev_bags = load_bags(args.train), load_bags(args.dev)

@@ -68,7 +68,7 @@ def recall_at(scores_npz: Path, threshold: float = 0.5) -> float:
     """Share of the anomalous frames (annotated intervals) scored above ``threshold``."""
     from edgevad_export.data.bags import frame_labels
 
-    from edgevad.segments import segment_scores_to_frames
+    from edgevad.artifact.segments import segment_scores_to_frames
 
     data = np.load(scores_npz)
     hits = total = 0

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from edgevad import __version__
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import FileRecord, Manifest, StageSpec, load_manifest
+from edgevad.fetch.hashing import sha256_file
+from edgevad.artifact.manifest import FileRecord, Manifest, StageSpec, load_manifest
 from edgevad.runtime.engine_meta import EngineMetadata, GpuInfo, metadata_path
 
 log = logging.getLogger(__name__)

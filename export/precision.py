@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevad.errors import EdgevadError
-from edgevad.manifest import Manifest, StageSpec
+from edgevad.artifact.manifest import Manifest, StageSpec
 from edgevad_calibration import (
     DEFAULT_SAMPLES,
     CalibrationError,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from edgevad import defaults, protocols, zoo
+from edgevad.artifact import defaults, protocols, zoo
 from edgevad.errors import MissingDependencyError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import load_manifest
+from edgevad.fetch.hashing import sha256_file
+from edgevad.artifact.manifest import load_manifest
 
 I3D_SHA = zoo.get_weights("i3d-kinetics400").member_sha256
 

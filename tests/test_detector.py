@@ -15,7 +15,7 @@ import pytest
 
 from edgevad import Detector
 from edgevad.errors import EdgevadError
-from edgevad.manifest import ManifestError
+from edgevad.artifact.manifest import ManifestError
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.results import FrameResult
 from edgevad.runtime.stream import FrameError
@@ -322,7 +322,7 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_install(tiny_artifact, m
 def test_a_head_trained_on_other_features_is_refused(tiny_artifact, tmp_path):
     import json
 
-    from edgevad.protocols import ProtocolMismatchError
+    from edgevad.artifact.protocols import ProtocolMismatchError
 
     art = tmp_path / "art"
     shutil.copytree(tiny_artifact("mil"), art)

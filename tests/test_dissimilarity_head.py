@@ -16,7 +16,7 @@ from edgevad_export.models.heads.dissimilarity import build_dissimilarity_mil
 from edgevad_export.training import TrainConfig, load_checkpoint, train
 from edgevad_export.training.trainer import forward_scores
 
-from edgevad import zoo
+from edgevad.artifact import zoo
 
 
 def _head(dim: int = 2):

@@ -24,7 +24,7 @@ from edgevad_export.models import create_head
 from edgevad_export.training import TrainConfig, train
 from sklearn.metrics import roc_auc_score
 
-from edgevad.segments import segment_scores_to_frames
+from edgevad.artifact.segments import segment_scores_to_frames
 
 
 @pytest.fixture(scope="module")

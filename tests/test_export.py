@@ -28,9 +28,9 @@ from edgevad_export.onnx_export import (
     torch_to_onnx,
 )
 
-from edgevad.compare import compare_outputs
+from edgevad.artifact.compare import compare_outputs
 from edgevad.errors import EdgevadError, MissingDependencyError, UnknownNameError, WeightsError
-from edgevad.manifest import (
+from edgevad.artifact.manifest import (
     MANIFEST_FILE,
     Manifest,
     ManifestError,
@@ -165,7 +165,7 @@ def test_failure_leaves_no_temp_dir(tmp_path, monkeypatch):
 
 def test_random_weights_are_the_same_on_every_export(mil_artifact):
     """What the exporter builds when random weights are asked for: the first artifact's."""
-    from edgevad import zoo
+    from edgevad.artifact import zoo
 
     first = load_manifest(mil_artifact)
     _, backbone = exporter_mod._backbone("r3d18", None, True)
@@ -335,7 +335,7 @@ def test_accuracy_gate_on_feature_bags(int8_artifact, int8_data, shared_data):
 def test_calibration_set_of_wrong_geometry(tmp_path, int8_data):
     from edgevad_calibration import CalibrationError, build_from_videos
 
-    from edgevad import zoo
+    from edgevad.artifact import zoo
 
     cset = build_from_videos([int8_data["sample"]], zoo.get_backbone("i3d").geometry, samples=1)
     path = cset.save(tmp_path / "i3d.npz")
@@ -429,7 +429,7 @@ def test_dam_head_precision_is_measured(tmp_path):
     from edgevad_export.precision import HEAD_SCORE_TOLERANCE, _choose_head, _Sessions
     from edgevad_calibration.quantize import Int8Config
 
-    from edgevad.manifest import StageSpec, TensorSpec
+    from edgevad.artifact.manifest import StageSpec, TensorSpec
 
     torch.manual_seed(0)
     head = DAMAdapter(build_dam("dist", feature_dim=64, hidden=64)).eval()

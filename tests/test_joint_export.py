@@ -20,10 +20,11 @@ pytest.importorskip("onnxruntime")
 import stand_in_weights
 from edgevad_export.exporter import export_model
 
-from edgevad import Detector, protocols, ucf_crime, zoo
+from edgevad import Detector
+from edgevad.artifact import protocols, ucf_crime, zoo
 from edgevad.errors import WeightsError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import load_manifest
+from edgevad.fetch.hashing import sha256_file
+from edgevad.artifact.manifest import load_manifest
 
 SPEC = zoo.get_head("joint")
 

@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 from video_files import noise_frames, write_video
 
-from edgevad.cli import app
-from edgevad.sources import FrameSource, Reconnect, SourceError
+from edgevad.cli.main import app
+from edgevad.media.sources import FrameSource, Reconnect, SourceError
 
 pytest.importorskip("onnx")
 

@@ -10,9 +10,9 @@ import pytest
 from video_files import write_video
 
 from edgevad.errors import EdgevadError
-from edgevad.preprocess import preprocess_frame, resized_shape
-from edgevad.video import VideoError, VideoReader, read_video, video_info
-from edgevad.zoo import (
+from edgevad.media.preprocess import preprocess_frame, resized_shape
+from edgevad.media.video import VideoError, VideoReader, read_video, video_info
+from edgevad.artifact.zoo import (
     C3D_GEOMETRY,
     FLOW_GEOMETRY,
     HARA_R3D_GEOMETRY,

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from edgevad.errors import MissingDependencyError
-from edgevad.manifest import StageSpec, TensorSpec
+from edgevad.artifact.manifest import StageSpec, TensorSpec
 from edgevad.runtime.engine_meta import (
     EngineMetadata,
     EngineMismatchError,

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgevad import package_index, zoo
+from edgevad.artifact import zoo
+
+from edgevad.fetch import package_index
 from edgevad.errors import DownloadError, UnsafePickleError, WeightsError
 from edgevad_export.weights.fetch import cached_weights, fetch_weights
 from edgevad_export.weights.safe_pickle import load_numpy_pickle
@@ -428,7 +430,7 @@ def test_user_weights_added_once_then_load_without_a_flag(monkeypatch, tmp_path)
     from edgevad_export.models.factory import create_backbone
     from edgevad_export.weights.fetch import add_user_weights, user_file
 
-    from edgevad.hashing import sha256_file
+    from edgevad.fetch.hashing import sha256_file
 
     monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
     src = hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")

@@ -134,7 +134,7 @@ def build_document(machine: dict, versions: dict, settings: dict, runs: list[dic
 def write_document(doc: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from edgevad.records import portable_fields  # paths as records name them (records.py)
+    from edgevad.artifact.records import portable_fields  # paths as records name them (records.py)
 
     doc = portable_fields(doc, ("artifact", "same_as", "path"))
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

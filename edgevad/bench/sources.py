@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevad.errors import EdgevadError
-from edgevad.video import VideoReader
+from edgevad.media.video import VideoReader
 
 __all__ = ["FrameSource", "SyntheticSource", "VideoSource", "open_source", "parse_size"]
 

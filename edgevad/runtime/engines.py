@@ -33,7 +33,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from edgevad.errors import EdgevadError, MissingDependencyError
-from edgevad.manifest import Manifest, StageSpec
+from edgevad.artifact.manifest import Manifest, StageSpec
 
 __all__ = ["BACKENDS", "BackendChoice", "Engine", "EngineError", "OnnxRuntimeEngine", "StageRunner",
            "open_engine", "open_engines", "resolve_backend"]

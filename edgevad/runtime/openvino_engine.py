@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevad.errors import MissingDependencyError
-from edgevad.manifest import StageSpec
+from edgevad.artifact.manifest import StageSpec
 from edgevad.runtime.engines import EngineError, StageRunner
 
 __all__ = ["OV_DEVICES", "OV_PRECISIONS", "OpenVinoEngine", "OpenVinoOptions", "import_openvino",
@@ -117,7 +117,7 @@ class OpenVinoOptions:
             path = Path(value).expanduser()
             path.mkdir(parents=True, exist_ok=True)
             return path
-        from edgevad.cache import cache_dir
+        from edgevad.fetch.cache import cache_dir
 
         return cache_dir("openvino")
 

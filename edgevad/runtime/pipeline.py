@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgevad.manifest import Manifest, ManifestError
+from edgevad.artifact.manifest import Manifest, ManifestError
 from edgevad.runtime.engines import Engine
 
 __all__ = ["ClipOutput", "ClipState", "Pipeline"]

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevad.errors import MissingDependencyError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import Manifest, StageSpec
+from edgevad.fetch.hashing import sha256_file
+from edgevad.artifact.manifest import Manifest, StageSpec
 from edgevad.runtime.engine_meta import (
     EngineMetadata,
     EngineMismatchError,

@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from edgevad.errors import MissingDependencyError
-from edgevad.manifest import Manifest, ManifestError, StageSpec
+from edgevad.artifact.manifest import Manifest, ManifestError, StageSpec
 from edgevad.runtime.detector import Detector
 from edgevad.runtime.engines import EngineError, StageRunner
 from edgevad.runtime.pipeline import ClipOutput, ClipState, Pipeline, _softmax

@@ -31,9 +31,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevad.cache import cache_dir
+from edgevad.fetch.cache import cache_dir
 from edgevad.errors import EdgevadError
-from edgevad.package_index import fetch_file
+from edgevad.fetch.package_index import fetch_file
 
 __all__ = ["PYTRITON_WHEEL", "LocalTritonServer", "TritonServerError", "tritonserver_dir"]
 

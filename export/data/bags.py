@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevad.errors import EdgevadError
-from edgevad.segments import resample_segments
+from edgevad.artifact.segments import resample_segments
 
 log = logging.getLogger(__name__)
 

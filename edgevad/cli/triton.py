@@ -92,7 +92,7 @@ def triton_bench_command(
     if url is None and artifacts is None:
         raise EdgevadError("give --url (a Triton server), --artifacts (in-process), or both")
     if source is not None:
-        from edgevad.video import VideoReader
+        from edgevad.media.video import VideoReader
 
         clip = []
         for f in VideoReader(source):
@@ -107,7 +107,7 @@ def triton_bench_command(
     if artifacts is not None:
         modes.append(("in-process", in_process_factory(artifacts)))
         if model is None:
-            from edgevad.manifest import read_manifest
+            from edgevad.artifact.manifest import read_manifest
 
             model = read_manifest(artifacts).head
     if url is not None:

@@ -102,7 +102,7 @@ def file_record(path: str | Path, *, named: str | Path | None = None, sha256: st
                 mode: str | None = None, **extra) -> dict:
     """``{"name", "path", "sha256", **extra}`` of a file (``sha256`` computed unless given);
     ``path`` is left out where it would only repeat ``name``."""
-    from edgevad.hashing import sha256_file
+    from edgevad.fetch.hashing import sha256_file
 
     p = Path(path)
     where = record_path(p, named=named, mode=mode)

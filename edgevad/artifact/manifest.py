@@ -28,8 +28,8 @@ from typing import Any
 
 from edgevad import __version__
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
-from edgevad.zoo import InputGeometry
+from edgevad.fetch.hashing import sha256_file
+from edgevad.artifact.zoo import InputGeometry
 
 __all__ = [
     "FORMAT", "MANIFEST_FILE", "SCHEMA_VERSION", "FileRecord", "Link", "Manifest", "ManifestError",
@@ -108,7 +108,7 @@ class StageSpec:
     """One ONNX graph of the pipeline.
 
     ``role``: ``"backbone"`` (pixels in), ``"motion"`` (encoded flow in) or ``"head"``.
-    ``geometry``: the :class:`~edgevad.zoo.InputGeometry` dict of a pixel stage (None for the
+    ``geometry``: the :class:`~edgevad.artifact.zoo.InputGeometry` dict of a pixel stage (None for the
     head). ``exporter``: ``"dynamo"`` or ``"legacy"`` (the TorchScript exporter, used when the
     dynamo one failed; ``export_note`` says why).
     """

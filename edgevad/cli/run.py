@@ -37,11 +37,11 @@ from rich.console import Console
 from rich.table import Table
 
 from edgevad.errors import EdgevadError
-from edgevad.records import redact_credentials
+from edgevad.artifact.records import redact_credentials
 
 if TYPE_CHECKING:  # OpenCV and numpy load when the command runs, not at `edgevad --help`
     from edgevad.runtime.detector import Detector
-    from edgevad.sources import FrameSource
+    from edgevad.media.sources import FrameSource
 
 console = Console()
 
@@ -57,7 +57,7 @@ EXIT_CODES = {EXIT_OK: "every source scored", EXIT_ERROR: "nothing ran (error pr
 
 
 def _default_source() -> str:
-    from edgevad.samples import sample_video
+    from edgevad.fetch.samples import sample_video
 
     path = sample_video()
     console.print(f"no SOURCE given: using the sample video {path}")
@@ -65,7 +65,7 @@ def _default_source() -> str:
 
 
 def _default_artifacts() -> Path:
-    from edgevad.defaults import default_artifact
+    from edgevad.artifact.defaults import default_artifact
 
     path = default_artifact(progress=True)
     console.print(f"no --artifacts given: using the default model {path}")
@@ -110,7 +110,7 @@ def run_command(
     """
     from edgevad.runtime.detector import Detector
     from edgevad.runtime.events import EventConfig
-    from edgevad.sources import Reconnect, open_sources, unique_names
+    from edgevad.media.sources import Reconnect, open_sources, unique_names
 
     _log_to_console()
     specs = list(source) if source else [_default_source()]
@@ -237,8 +237,8 @@ def _run_one(detector: Detector, src: FrameSource, out: Path, *, video: bool, pl
     """Score one source; never raises for a fault of the source itself (reported instead)."""
     import numpy as np
 
-    from edgevad.outputs import AnnotatedVideo, ScoreWriter, plot_scores, write_events
-    from edgevad.progress import progress_bar
+    from edgevad.cli.outputs import AnnotatedVideo, ScoreWriter, plot_scores, write_events
+    from edgevad.cli.progress import progress_bar
 
     sid = src.name
     detector.remove(sid)

@@ -44,7 +44,7 @@ def _references(artifacts: list[Path], batch: int, warmup: int, iters: int,
                 threads: int | None) -> list[dict]:
     """One eager record per artifact; artifacts of the same model share one measurement."""
     from edgevad.bench.reference import eager_reference, torch_available
-    from edgevad.manifest import load_manifest
+    from edgevad.artifact.manifest import load_manifest
 
     if not torch_available():
         return [eager_reference(artifacts[0], batch, warmup, iters, threads)]  # the reason

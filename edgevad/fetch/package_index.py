@@ -23,7 +23,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from edgevad.errors import DownloadError
-from edgevad.hashing import sha256_file
+from edgevad.fetch.hashing import sha256_file
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
