@@ -37,7 +37,7 @@ import numpy as np
 
 from edgevad.errors import MissingDependencyError
 from edgevad.artifact.manifest import StageSpec
-from edgevad.runtime.engines import EngineError, StageRunner
+from edgevad.runtime.stage_runner import EngineError, StageRunner
 
 __all__ = ["OV_DEVICES", "OV_PRECISIONS", "OpenVinoEngine", "OpenVinoOptions", "import_openvino",
            "openvino_available", "openvino_version"]

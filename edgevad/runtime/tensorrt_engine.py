@@ -28,7 +28,7 @@ from edgevad.runtime.engine_meta import (
     check_compatible,
     read_metadata,
 )
-from edgevad.runtime.engines import EngineError, StageRunner, check_feeds
+from edgevad.runtime.stage_runner import EngineError, StageRunner, check_feeds
 
 __all__ = ["TensorRTEngine", "cuda_runtime", "gpu_info", "import_tensorrt",
            "open_tensorrt_engine"]
