@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgevad.artifact.records import file_record
+from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
 from edgevad.media.preprocess import preprocess_frame, resized_shape
-from edgevad.artifact.records import file_record
 from edgevad.media.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
-from edgevad.artifact.zoo import InputGeometry
 from edgevad_calibration.dataset import FLOAT, FRAMES, CalibrationError, CalibrationSet
 
 log = logging.getLogger(__name__)

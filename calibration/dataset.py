@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from edgevad import __version__
-from edgevad.errors import EdgevadError
 from edgevad.artifact.records import portable_sources
 from edgevad.artifact.zoo import InputGeometry
+from edgevad.errors import EdgevadError
 
 __all__ = ["CALIBRATION_FORMAT", "METHODS", "ROLES", "CalibrationError", "CalibrationSet",
            "geometry_from_dict", "is_calibration_file", "load_calibration"]

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevad.errors import EdgevadError
 from edgevad.artifact.manifest import Manifest
 from edgevad.artifact.segments import resample_segments, segment_scores_to_frames
+from edgevad.errors import EdgevadError
 
 log = logging.getLogger(__name__)
 

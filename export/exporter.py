@@ -34,21 +34,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from edgevad_export.onnx_export import (
-    DEFAULT_OPSET,
-    BackboneAdapter,
-    DAMAdapter,
-    torch_to_onnx,
-)
-from edgevad_export.parity import ParityError, StageRun, failure_message, run_parity
-from edgevad_export.precision import PrecisionOptions, apply_precision
-from edgevad_calibration import DEFAULT_SAMPLES
 from torch import nn
 
 from edgevad import __version__
 from edgevad.artifact import protocols, zoo
 from edgevad.artifact.compare import tolerance_for
-from edgevad.errors import EdgevadError
 from edgevad.artifact.manifest import (
     FileRecord,
     Link,
@@ -60,6 +50,16 @@ from edgevad.artifact.manifest import (
     load_manifest,
     sha256_file,
 )
+from edgevad.errors import EdgevadError
+from edgevad_calibration import DEFAULT_SAMPLES
+from edgevad_export.onnx_export import (
+    DEFAULT_OPSET,
+    BackboneAdapter,
+    DAMAdapter,
+    torch_to_onnx,
+)
+from edgevad_export.parity import ParityError, StageRun, failure_message, run_parity
+from edgevad_export.precision import PrecisionOptions, apply_precision
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from torch import nn
 
 from edgevad.artifact import zoo
 from edgevad.artifact.compare import ComparisonResult, Tolerance, compare_outputs, tolerance_for
+from edgevad.artifact.segments import resample_segments
 from edgevad.errors import EdgevadError
 from edgevad.fetch.hashing import sha256_file
-from edgevad.artifact.segments import resample_segments
 
 log = logging.getLogger(__name__)
 

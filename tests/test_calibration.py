@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from video_files import gradient_frames, write_video
 
 from edgevad.artifact import zoo
 from edgevad.media.motion import FlowEstimator, encode_flow
@@ -26,7 +27,6 @@ from edgevad_calibration import (
     load_calibration,
 )
 from edgevad_calibration.build import spread_starts
-from video_files import gradient_frames, write_video
 
 R3D = zoo.get_backbone("r3d18").geometry
 I3D = zoo.get_backbone("i3d").geometry

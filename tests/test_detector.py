@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from edgevad import Detector
-from edgevad.errors import EdgevadError
 from edgevad.artifact.manifest import ManifestError
+from edgevad.errors import EdgevadError
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.results import FrameResult
 from edgevad.runtime.stream import FrameError
@@ -419,7 +419,7 @@ def test_one_detector_shared_by_threads(tiny_artifact):
             try:
                 det.evict_idle(0.0)  # evicts streams mid-feed: their frames come back here
                 list(det.events())
-                det.streams
+                _ = det.streams  # the property reads the stream table under the lock
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
 

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from edgevad.media.motion import (
-    FLOW_BOUND, FlowEstimator, MotionBox, encode_flow, flow_clip, flow_magnitude, motion_boxes,
+    FLOW_BOUND,
+    FlowEstimator,
+    MotionBox,
+    encode_flow,
+    flow_clip,
+    flow_magnitude,
+    motion_boxes,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

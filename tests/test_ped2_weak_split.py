@@ -1,4 +1,5 @@
-"""The Ped2 weak-split study: its clip features are ``edgevad extract``'s, and its split is the standard one."""
+"""The Ped2 weak-split study: its clip features are ``edgevad extract``'s, and its split is the
+standard one."""
 
 from __future__ import annotations
 

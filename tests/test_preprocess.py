@@ -9,9 +9,6 @@ import numpy as np
 import pytest
 from video_files import write_video
 
-from edgevad.errors import EdgevadError
-from edgevad.media.preprocess import preprocess_frame, resized_shape
-from edgevad.media.video import VideoError, VideoReader, read_video, video_info
 from edgevad.artifact.zoo import (
     C3D_GEOMETRY,
     FLOW_GEOMETRY,
@@ -19,6 +16,9 @@ from edgevad.artifact.zoo import (
     I3D_GEOMETRY,
     InputGeometry,
 )
+from edgevad.errors import EdgevadError
+from edgevad.media.preprocess import preprocess_frame, resized_shape
+from edgevad.media.video import VideoError, VideoReader, read_video, video_info
 
 
 def _solid(h, w, bgr):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edgevad.artifact import protocols, ucf_crime, zoo
-from edgevad.errors import EdgevadError
 from edgevad.artifact.protocols import FeatureProtocol, ProtocolMismatchError, differences
+from edgevad.errors import EdgevadError
 
 I3D_SHA = zoo.get_weights("i3d-kinetics400").member_sha256
 

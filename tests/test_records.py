@@ -13,14 +13,13 @@ import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from video_files import gradient_frames, write_video
 
 import edgevad
-from edgevad.fetch.hashing import sha256_file
 from edgevad.artifact.records import (
     RecordPathsError,
     distinct_paths,
@@ -31,7 +30,7 @@ from edgevad.artifact.records import (
     record_paths,
     set_record_paths,
 )
-from video_files import gradient_frames, write_video
+from edgevad.fetch.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,9 +154,8 @@ def videos(tmp_path_factory) -> Path:
 
 
 def test_calibration_sets_name_videos_below_the_named_folder(videos, tmp_path, monkeypatch):
-    from edgevad_calibration import build_from_videos, load_calibration
-
     from edgevad.artifact import zoo
+    from edgevad_calibration import build_from_videos, load_calibration
 
     geometry = zoo.get_backbone("r3d18").geometry
     cset = build_from_videos([videos], geometry, samples=2)

@@ -6,8 +6,8 @@ import zipfile
 import cv2
 import pytest
 
-from edgevad.fetch import samples
 from edgevad.errors import DownloadError
+from edgevad.fetch import samples
 from edgevad.fetch.hashing import sha256_file
 
 

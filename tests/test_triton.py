@@ -26,10 +26,10 @@ from typer.testing import CliRunner  # noqa: E402
 
 from edgevad import Detector  # noqa: E402
 from edgevad.artifact import zoo
+from edgevad.artifact.manifest import FileRecord, load_manifest, read_manifest  # noqa: E402
 from edgevad.cli.main import app  # noqa: E402
 from edgevad.errors import DownloadError  # noqa: E402
 from edgevad.fetch.hashing import sha256_file  # noqa: E402
-from edgevad.artifact.manifest import FileRecord, load_manifest, read_manifest  # noqa: E402
 from edgevad.triton.repository import (  # noqa: E402
     INDEX_FILE,
     RepositoryOptions,

@@ -19,8 +19,8 @@ import shutil
 from pathlib import Path
 
 from edgevad import __version__
-from edgevad.fetch.cache import cache_dir
 from edgevad.errors import EdgevadError, MissingDependencyError
+from edgevad.fetch.cache import cache_dir
 from edgevad.fetch.hashing import sha256_file
 
 __all__ = ["DEFAULT_MODEL_DIR", "WEIGHTS", "default_artifact", "default_artifact_dir",

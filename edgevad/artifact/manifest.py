@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from edgevad import __version__
+from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
 from edgevad.fetch.hashing import sha256_file
-from edgevad.artifact.zoo import InputGeometry
 
 __all__ = [
     "FORMAT", "MANIFEST_FILE", "SCHEMA_VERSION", "FileRecord", "Link", "Manifest", "ManifestError",

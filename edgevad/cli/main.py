@@ -18,7 +18,9 @@ from rich.table import Table
 
 from edgevad import __version__
 from edgevad.artifact import zoo
-from edgevad.cli import bench as cli_bench, run as cli_run, triton as cli_triton
+from edgevad.cli import bench as cli_bench
+from edgevad.cli import run as cli_run
+from edgevad.cli import triton as cli_triton
 from edgevad.cli.training import register, training_side
 from edgevad.errors import EdgevadError
 

@@ -36,12 +36,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgevad.errors import EdgevadError
 from edgevad.artifact.records import redact_credentials
+from edgevad.errors import EdgevadError
 
 if TYPE_CHECKING:  # OpenCV and numpy load when the command runs, not at `edgevad --help`
-    from edgevad.runtime.detector import Detector
     from edgevad.media.sources import FrameSource
+    from edgevad.runtime.detector import Detector
 
 console = Console()
 
@@ -108,9 +108,9 @@ def run_command(
     Exit status: 0 every source scored; 1 nothing ran; 2 usage; 3 some source failed (the
     others scored; see report.json); 130 SIGINT, 143 SIGTERM (what was read is scored).
     """
+    from edgevad.media.sources import Reconnect, open_sources, unique_names
     from edgevad.runtime.detector import Detector
     from edgevad.runtime.events import EventConfig
-    from edgevad.media.sources import Reconnect, open_sources, unique_names
 
     _log_to_console()
     specs = list(source) if source else [_default_source()]
@@ -223,7 +223,8 @@ def _run_dir(out: Path, name: str, exist_ok: bool) -> Path:
 
 
 def _entry(spec: str, name: str, status: str, **kw) -> dict:
-    base = {"source": redact_credentials(spec), "name": redact_credentials(name), "kind": kw.pop("kind", None),
+    base = {"source": redact_credentials(spec), "name": redact_credentials(name),
+            "kind": kw.pop("kind", None),
             "status": status, "error": None, "frames": 0, "seconds": 0.0, "first_score_s": None,
             "reconnects": 0, "max_score": None, "events": [], "files": {}}
     base.update(kw)

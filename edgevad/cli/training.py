@@ -88,8 +88,9 @@ def extract_command(
     try:
         report = extract.extract_features(
             inputs, backbone, out, weights=weights, random_init=random_init, resume=resume,
-            progress=progress, feature_map=feature_map, **_given(segments=segments, clip_len=clip_len, stride=stride,
-                                        batch_size=batch_size, device=device))
+            progress=progress, feature_map=feature_map,
+            **_given(segments=segments, clip_len=clip_len, stride=stride, batch_size=batch_size,
+                     device=device))
     except KeyboardInterrupt:
         console.print(f"interrupted: run the same command again to resume (finished videos are "
                       f"kept in {out}.parts/)")

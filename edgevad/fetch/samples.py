@@ -15,8 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevad.fetch.cache import cache_dir
 from edgevad.errors import DownloadError
+from edgevad.fetch.cache import cache_dir
 from edgevad.fetch.hashing import sha256_file
 from edgevad.fetch.package_index import fetch_file
 

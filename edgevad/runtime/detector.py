@@ -46,14 +46,14 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import ConfigError, EdgevadError
 from edgevad.artifact.manifest import Manifest, ManifestError, load_manifest
+from edgevad.errors import ConfigError, EdgevadError
+from edgevad.media.video import VideoReader
 from edgevad.runtime.engines import BackendChoice, Engine, EngineError, open_engines
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.pipeline import Pipeline
 from edgevad.runtime.results import AnomalyEvent, FrameResult
 from edgevad.runtime.stream import FrameError, StreamSession
-from edgevad.media.video import VideoReader
 
 __all__ = ["Detector", "VideoScores"]
 

@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import MissingDependencyError
 from edgevad.artifact.manifest import Manifest, StageSpec
+from edgevad.errors import MissingDependencyError
 from edgevad.runtime.stage_runner import Engine, EngineError, StageRunner, check_feeds
 
 __all__ = ["BACKENDS", "BackendChoice", "Engine", "EngineError", "OnnxRuntimeEngine", "StageRunner",

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevad.errors import MissingDependencyError
 from edgevad.artifact.manifest import StageSpec
+from edgevad.errors import MissingDependencyError
 from edgevad.runtime.stage_runner import EngineError, StageRunner
 
 __all__ = ["OV_DEVICES", "OV_PRECISIONS", "OpenVinoEngine", "OpenVinoOptions", "import_openvino",

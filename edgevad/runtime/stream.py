@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
 from edgevad.media.motion import FlowEstimator, MotionBox, encode_flow, flow_magnitude, motion_boxes
 from edgevad.media.preprocess import check_frame, preprocess_frame
@@ -21,7 +22,6 @@ from edgevad.runtime.clip_buffer import ClipBuffer
 from edgevad.runtime.events import EventTracker
 from edgevad.runtime.pipeline import ClipOutput, ClipState
 from edgevad.runtime.results import FrameResult
-from edgevad.artifact.zoo import InputGeometry
 
 __all__ = ["FrameError", "StreamSession"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevad.artifact.manifest import Manifest, StageSpec
 from edgevad.errors import MissingDependencyError
 from edgevad.fetch.hashing import sha256_file
-from edgevad.artifact.manifest import Manifest, StageSpec
 from edgevad.runtime.engine_meta import (
     EngineMetadata,
     EngineMismatchError,

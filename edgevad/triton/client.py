@@ -39,8 +39,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevad.errors import MissingDependencyError
 from edgevad.artifact.manifest import Manifest, ManifestError, StageSpec
+from edgevad.errors import MissingDependencyError
 from edgevad.runtime.detector import Detector
 from edgevad.runtime.engines import EngineError, StageRunner
 from edgevad.runtime.pipeline import ClipOutput, ClipState, Pipeline, _softmax

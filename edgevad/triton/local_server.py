@@ -21,8 +21,8 @@ import shutil
 import socket
 import stat
 import subprocess
-import sysconfig
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -31,8 +31,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevad.fetch.cache import cache_dir
 from edgevad.errors import EdgevadError
+from edgevad.fetch.cache import cache_dir
 from edgevad.fetch.package_index import fetch_file
 
 __all__ = ["PYTRITON_WHEEL", "LocalTritonServer", "TritonServerError", "tritonserver_dir"]

@@ -107,7 +107,7 @@ class TritonPythonModel:
         batch = {n: np.concatenate(v, axis=0) for n, v in feeds.items()}
         if self.state_input is not None:
             rows, starts = [], []
-            for corrid, start, end, n in seqs:
+            for corrid, start, _end, n in seqs:
                 prev = None if start else self.states.get(corrid)
                 if prev is None:  # START (or a sequence this instance never saw): the graph
                     start = True  # takes its initial state from this clip

@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from edgevad import __version__
+from edgevad.artifact.manifest import MANIFEST_FILE, Manifest, StageSpec, TensorSpec, load_manifest
 from edgevad.errors import EdgevadError, MissingDependencyError
 from edgevad.fetch.hashing import sha256_file
-from edgevad.artifact.manifest import MANIFEST_FILE, Manifest, StageSpec, TensorSpec, load_manifest
 
 __all__ = ["BACKENDS", "INDEX_FILE", "REPOSITORY_FORMAT", "RepositoryOptions", "TritonRepository",
            "TritonRepositoryError", "model_config_pb2", "read_repository", "write_repository"]

@@ -25,6 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from edgevad.artifact import protocols, zoo
+from edgevad.artifact.segments import resample_segments
+from edgevad.errors import EdgevadError
+from edgevad.fetch.hashing import sha256_file
 from edgevad_export.data.bags import FeatureBags, frame_labels, load_bags
 from edgevad_export.evaluation.metrics import (
     VideoScores,
@@ -32,12 +38,6 @@ from edgevad_export.evaluation.metrics import (
     frame_report,
     frame_roc,
 )
-from torch import nn
-
-from edgevad.artifact import protocols, zoo
-from edgevad.errors import EdgevadError
-from edgevad.fetch.hashing import sha256_file
-from edgevad.artifact.segments import resample_segments
 
 
 class ProtocolError(protocols.ProtocolMismatchError):
@@ -267,7 +267,8 @@ def classification_report(logits: np.ndarray, categories: np.ndarray) -> dict[st
         "classes": classes,
         "n_videos": len(true),
         "accuracy": float((pred == true).mean()) if len(true) else math.nan,
-        "accuracy_anomalous": float((pred[anomalous] == true[anomalous]).mean()) if anomalous.any() else math.nan,
+        "accuracy_anomalous": (float((pred[anomalous] == true[anomalous]).mean())
+                               if anomalous.any() else math.nan),
         "accuracy_normal": float((pred[~anomalous] == 0).mean()) if (~anomalous).any() else math.nan,
         "confusion": conf.tolist(),
         "left_out": int(len(categories) - len(known)),

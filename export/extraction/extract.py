@@ -55,12 +55,12 @@ import numpy as np
 
 from edgevad import __version__
 from edgevad.artifact import zoo
-from edgevad.errors import EdgevadError
-from edgevad.fetch.hashing import sha256_file
-from edgevad.cli.progress import progress_bar
-from edgevad.media.preprocess import preprocess_frame
 from edgevad.artifact.records import file_record
 from edgevad.artifact.segments import segment_bounds
+from edgevad.cli.progress import progress_bar
+from edgevad.errors import EdgevadError
+from edgevad.fetch.hashing import sha256_file
+from edgevad.media.preprocess import preprocess_frame
 from edgevad.media.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 
 log = logging.getLogger(__name__)
@@ -581,9 +581,12 @@ def _extract_one(item: VideoItem, model, geometry: zoo.InputGeometry, segments: 
 
         estimator = FlowEstimator(size=tuple(geometry.size))
         bound = geometry.flow_bound or FLOW_BOUND
-        prep = lambda frame: encode_flow(estimator(frame), bound)
+
+        def prep(frame):
+            return encode_flow(estimator(frame), bound)
     else:
-        prep = lambda frame: preprocess_frame(frame, geometry)
+        def prep(frame):
+            return preprocess_frame(frame, geometry)
 
     def counted(frames):
         for k, frame in enumerate(frames, 1):

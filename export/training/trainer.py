@@ -40,11 +40,16 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Callable, Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from edgevad.artifact import zoo
+from edgevad.cli.progress import progress_bar
+from edgevad.errors import EdgevadError
+from edgevad.fetch.hashing import sha256_file
 from edgevad_export.data.bags import FeatureBags, load_bags
 from edgevad_export.models.heads import losses
 from edgevad_export.training.checkpoint import (
@@ -53,11 +58,6 @@ from edgevad_export.training.checkpoint import (
     save_checkpoint,
 )
 from edgevad_export.training.config import TrainConfig
-
-from edgevad.artifact import zoo
-from edgevad.fetch.hashing import sha256_file
-from edgevad.cli.progress import progress_bar
-from edgevad.errors import EdgevadError
 
 log = logging.getLogger(__name__)
 

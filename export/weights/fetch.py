@@ -23,11 +23,10 @@ import torch
 
 from edgevad import __version__
 from edgevad.artifact import zoo
-
+from edgevad.errors import DownloadError, WeightsError
 from edgevad.fetch import package_index
 from edgevad.fetch.cache import cache_dir
 from edgevad.fetch.hashing import sha256_file
-from edgevad.errors import DownloadError, WeightsError
 
 SIDECAR_FORMAT = 1
 
