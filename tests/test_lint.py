@@ -35,6 +35,11 @@ def test_ruff(tmp_path):
          "check", "--no-cache", ".")
 
 
+def test_mypy(tmp_path):
+    _run("mypy", "import sys; from mypy.main import main; main(args=sys.argv[1:])", tmp_path,
+         "--cache-dir", str(tmp_path / "mypy"))
+
+
 def test_import_contracts(tmp_path):
     _run("importlinter", "from importlinter.cli import lint_imports_command as c; "
          "c(prog_name='lint-imports')", tmp_path, "--no-cache")

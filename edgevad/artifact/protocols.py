@@ -147,7 +147,9 @@ def feature_file_protocol(path: str | Path) -> FeatureProtocol:
     proto = FeatureProtocol.from_dict(record)
     proto = proto if proto.feature_dim is not None else replace(proto, feature_dim=dim)
     steps = int(record.get("map_steps") or 1)  # clip maps (extract --feature-map): t x D each
-    return replace(proto, feature_dim=proto.feature_dim // steps) if steps > 1 else proto
+    if steps > 1 and proto.feature_dim is not None:
+        return replace(proto, feature_dim=proto.feature_dim // steps)
+    return proto
 
 
 def extraction_record(feature_file: str | None) -> dict | None:

@@ -116,8 +116,8 @@ def check_artifact_dir(path: str | Path) -> Path:
     return folder
 
 
-def _stats(samples) -> dict | None:
-    return LatencyStats.from_seconds(samples).to_dict() if samples else None
+def _stats(samples) -> dict:
+    return LatencyStats.from_seconds(samples).to_dict() if samples else {}
 
 
 def _isolated(engine, settings: BenchSettings) -> dict | None:
@@ -173,8 +173,8 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
         for t in range(warm_frames + measured):
             if t == warm_frames:
                 sclock.clear()
-                for e in engines.values():
-                    e.batches.clear()
+                for eng in engines.values():
+                    eng.batches.clear()
             frames, dec = {}, 0.0
             for i, sid in enumerate(ids):
                 t0 = clock()

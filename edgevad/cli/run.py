@@ -49,7 +49,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # nothing ran: bad model, bad option value, output folder not writable
 EXIT_USAGE = 2  # typer/click: unknown option, value out of range
 EXIT_SOURCES_FAILED = 3  # some source failed (named in the summary and report.json)
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
+EXIT_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
 EXIT_CODES = {EXIT_OK: "every source scored", EXIT_ERROR: "nothing ran (error printed)",
               EXIT_USAGE: "command-line usage error",
               EXIT_SOURCES_FAILED: "one or more sources failed; the others were scored",
@@ -132,6 +132,7 @@ def run_command(
     detector = Detector.load(folder, backend=backend, threads=threads, events=events_cfg,
                              device=device, precision=precision)
     m = detector.manifest
+    assert detector.backend_choice is not None  # Detector.load() records it
     chosen = detector.backend_choice.describe()
     console.print(f"model {m.model.get('name')} ({m.precision}, {chosen} on "
                   f"{next(iter(detector.engines.values())).device}); clip {m.protocol.clip_len} "
@@ -256,6 +257,7 @@ def _run_one(detector: Detector, src: FrameSource, out: Path, *, video: bool, pl
         nonlocal first_score_s
         if results and first_score_s is None:
             first_score_s = time.perf_counter() - t0
+        assert writer is not None  # made before the first frame is pushed
         writer.write(results)
         scores.extend(r.score for r in results)
         if annot is not None:

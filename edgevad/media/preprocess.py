@@ -27,6 +27,7 @@ frame costs 0.8 ms); converting to float first and resizing floats costs 1.7-2 m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -165,6 +166,7 @@ def preprocess_frame(frame_bgr: np.ndarray, geometry: InputGeometry,
         out = np.empty((plan.channels, th, tw), dtype=np.float32)
     elif out.shape != (plan.channels, th, tw) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {(plan.channels, th, tw)}, got {out.dtype} {out.shape}")
+    planes: Sequence[np.ndarray]
     if plan.gray:
         planes = [cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)]
     else:

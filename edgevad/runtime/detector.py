@@ -217,7 +217,7 @@ class Detector:
             if done is not None:
                 jobs.append((session, session.buffer.clips - 1, *done,
                              (session.buffer.clips) * session.buffer.stride))
-        results = {sid: [] for sid, _, _ in checked}
+        results: dict[str, list[FrameResult]] = {sid: [] for sid, _, _ in checked}
         for sid, lst in self._run(jobs).items():
             results[sid].extend(lst)
         for sid, session, _ in checked:  # frames an earlier clip already covers (stride > len)
@@ -316,7 +316,8 @@ class Detector:
             sid, n = str(path), 1
             while sid in self._streams or sid in self._capture:
                 sid, n = f"{path}#{n}", n + 1
-            self._capture[sid] = events = []
+            events: list[AnomalyEvent] = []
+            self._capture[sid] = events
         results: list[FrameResult] = []
         try:
             for i, frame in enumerate(reader):

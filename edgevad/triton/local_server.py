@@ -30,6 +30,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from edgevad.errors import EdgevadError
 from edgevad.fetch.cache import cache_dir
@@ -114,7 +115,7 @@ class LocalTritonServer:
         self.python_version = python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
         self.process: subprocess.Popen | None = None
         self.http_port = self.grpc_port = 0
-        self._log = None
+        self._log: IO[str] | None = None
         self._workdir: Path | None = None
 
     @property
