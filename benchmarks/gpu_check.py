@@ -84,7 +84,7 @@ def plans(gpu: str | None) -> list[tuple[str, list[str]]]:
 
 def artifacts(work: Path) -> list[Path]:
     """The default model (built into edgevad's cache once) and R3D-18 (exported into WORK)."""
-    from edgevad.defaults import default_artifact
+    from edgevad.artifact.defaults import default_artifact
 
     r3d = work / "r3d18"
     if not (r3d / "manifest.json").is_file():

@@ -38,10 +38,10 @@ DATA = REPO.parent / "shared" / "data"
 
 def export_fp32(name: str, path: Path, weights: str | None) -> str:
     import torch
+
+    from edgevad.artifact import zoo
     from edgevad_export.models.factory import create_backbone
     from edgevad_export.onnx_export import BackboneAdapter, torch_to_onnx
-
-    from edgevad import zoo
 
     spec = zoo.get_backbone(name)
     random = name != "i3d" and weights is None
@@ -81,10 +81,9 @@ def compare(ref: np.ndarray, got: np.ndarray) -> dict:
 
 
 def run_backbone(name: str, args, work: Path) -> list[dict]:
+    from edgevad.artifact import zoo
     from edgevad_calibration import build_from_videos
     from edgevad_calibration.quantize import Int8Config, quantize_ort_int8
-
-    from edgevad import zoo
 
     g = zoo.get_backbone(name).geometry
     fp32 = work / f"{name}.onnx"

@@ -6,7 +6,7 @@
 (``benchmarks/ped2_weak_split.py``) compares recipes that differ in *how* clips are cut and pooled
 (stride 8 vs 4, spatial mean vs max, a horizontally flipped view), so it needs the clips
 themselves. This computes them once with the same pieces ``edgevad extract`` uses (the video
-reader, :func:`edgevad.preprocess.preprocess_frame` with the registry I3D's geometry,
+reader, :func:`edgevad.media.preprocess.preprocess_frame` with the registry I3D's geometry,
 :func:`~edgevad_export.extraction.extract.clip_starts` and its padded tail clip, the converted
 Kinetics-400 weights from :func:`~edgevad_export.models.factory.create_backbone`), and pools them
 with extract's own :func:`~edgevad_export.extraction.extract.pool_segments`. Pooled at stride 8
@@ -109,9 +109,9 @@ def clip_features(model, frames: np.ndarray, plan: list[tuple[int, int]], flip: 
 
 
 def decode(path: Path) -> np.ndarray:
-    from edgevad import zoo
-    from edgevad.preprocess import preprocess_frame
-    from edgevad.video import VideoReader
+    from edgevad.artifact import zoo
+    from edgevad.media.preprocess import preprocess_frame
+    from edgevad.media.video import VideoReader
 
     geometry = zoo.get_backbone("i3d").geometry
     reader = VideoReader(path)
@@ -137,7 +137,7 @@ def extract_clips(work: Path, data: Path, threads: int | None = None,
     ``reverse``: last job first (a second worker meeting the first one half-way)."""
     import torch
 
-    from edgevad.hashing import sha256_file
+    from edgevad.fetch.hashing import sha256_file
     from edgevad_export.models.factory import create_backbone
 
     if threads:

@@ -39,7 +39,7 @@ CONFIG = {"model": "mil-ctx", "backbone": "i3d", "segments": 16, "steps": 1000, 
 
 
 def _sha(path: Path) -> str:
-    from edgevad.hashing import sha256_file
+    from edgevad.fetch.hashing import sha256_file
 
     return sha256_file(path)
 

@@ -24,10 +24,17 @@ import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ped2_default_model import (  # noqa: E402
-    CONFIG, TEST_FOLD, TRAIN_FOLD, _sha, load_arrays, run, split_bags, write_split)
+    CONFIG,
+    TEST_FOLD,
+    TRAIN_FOLD,
+    _sha,
+    load_arrays,
+    run,
+    split_bags,
+    write_split,
+)
 from ped2_end_to_end import PED2, extract  # noqa: E402
 
 HEADS = ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "mil-dis")

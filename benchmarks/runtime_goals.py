@@ -1,6 +1,6 @@
-"""The runtime performance goals of issue #6, measured with ``edgevad bench`` (README table).
+"""The runtime performance goals of issue #6, measured with ``edgevad bench`` (docs/benchmarks.md).
 
-    python benchmarks/runtime_goals.py --out /tmp/runtime_goals            # artifacts in /tmp
+    python benchmarks/runtime_goals.py                     # artifacts and reports in ./edgevad-work
     python benchmarks/runtime_goals.py --r3d18-int8 DIR --i3d-int8 DIR --dam-int8 DIR  # + INT8
     python benchmarks/runtime_goals.py --make-missing                      # export what is absent
 
@@ -16,10 +16,11 @@ per frame at 480x360 from runs 1 and 2. Then it prints the goals table (markdown
 with the numbers to ``goals.md`` and ``goals.json``. Nothing here asserts a speed; on a shared
 machine the numbers move with the other load (the load average is in each JSON).
 
-Artifacts (defaults are the folders the README's export commands make):
-    edgevad export --model mil --backbone r3d18 --random-init --out /tmp/art_r3d18
-    edgevad export --model mil --checkpoint /tmp/ped2/runs/mil-s0-01 --out /tmp/art_mil
-    edgevad export --model dam-dist --random-init-stage head --out /tmp/art_dam
+Artifacts (the defaults are these folders under ``edgevad-work/``; ``--make-missing`` makes the
+first and third):
+    edgevad export --model mil --backbone r3d18 --random-init --out edgevad-work/art_r3d18
+    edgevad export --model mil --out edgevad-work/art_mil      # I3D + the shipped mil head
+    edgevad export --model dam-dist --random-init-stage head --out edgevad-work/art_dam
 Random weights time the same as trained ones (dense networks do the same work).
 """
 
@@ -92,12 +93,12 @@ def head_row(doc: dict, artifact: Path, label: str, goal: str) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=Path("/tmp/runtime_goals"))
-    p.add_argument("--r3d18", type=Path, default=Path("/tmp/art_r3d18"))
+    p.add_argument("--out", type=Path, default=Path("edgevad-work/goals"))
+    p.add_argument("--r3d18", type=Path, default=Path("edgevad-work/art_r3d18"))
     p.add_argument("--r3d18-int8", type=Path, default=None)
-    p.add_argument("--i3d", type=Path, default=Path("/tmp/art_mil"))
+    p.add_argument("--i3d", type=Path, default=Path("edgevad-work/art_mil"))
     p.add_argument("--i3d-int8", type=Path, default=None)
-    p.add_argument("--dam", type=Path, default=Path("/tmp/art_dam"))
+    p.add_argument("--dam", type=Path, default=Path("edgevad-work/art_dam"))
     p.add_argument("--dam-int8", type=Path, default=None)
     p.add_argument("--make-missing", action="store_true",
                    help="export the R3D-18 and DAM artifacts when their folders are absent")

@@ -52,7 +52,7 @@ def rss_mb() -> float:
 
 
 def clip_frames(path: Path, limit: int) -> list[np.ndarray]:
-    from edgevad.video import VideoReader
+    from edgevad.media.video import VideoReader
 
     frames = []
     reader = VideoReader(path, strict=False)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.artifacts = build_tiny_artifact(Path(tempfile.mkdtemp()) / "plumbing", "mil",
                                              clip_len=16, stride=16)
     elif args.artifacts is None:
-        from edgevad.defaults import default_artifact
+        from edgevad.artifact.defaults import default_artifact
 
         args.artifacts = default_artifact(progress=True)
     det = Detector.load(args.artifacts, threads=args.threads, idle_timeout_s=args.idle)

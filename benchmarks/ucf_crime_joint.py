@@ -51,10 +51,10 @@ def stratified_holdout(categories: np.ndarray, share: float, seed: int) -> tuple
 def held_out_metrics(ckpt: Path, bags) -> dict:
     """Video AUC (top segment score) and class accuracy of a checkpoint on labelled bags."""
     import torch
+
+    from edgevad.artifact import zoo
     from edgevad_export.training.checkpoint import load_checkpoint
     from edgevad_export.training.trainer import forward_scores
-
-    from edgevad import zoo
 
     model, _ = load_checkpoint(ckpt)
     with torch.no_grad():
@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_flush_denormal(True)
+    from edgevad.fetch.hashing import sha256_file
     from edgevad_export.data.bags import load_bags
-
-    from edgevad.hashing import sha256_file
 
     t0 = time.perf_counter()
     train_bags, dev_bags = load_bags(args.train), load_bags(args.dev)

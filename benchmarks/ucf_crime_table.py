@@ -66,9 +66,8 @@ METRICS = (("frame_auc", "frame AUC"), ("average_precision", "AP"), ("far", "FAR
 
 def recall_at(scores_npz: Path, threshold: float = 0.5) -> float:
     """Share of the anomalous frames (annotated intervals) scored above ``threshold``."""
+    from edgevad.artifact.segments import segment_scores_to_frames
     from edgevad_export.data.bags import frame_labels
-
-    from edgevad.segments import segment_scores_to_frames
 
     data = np.load(scores_npz)
     hits = total = 0
@@ -121,8 +120,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                  "train_s_mean": round(float(np.mean([r["train_s"] for r in group])), 1)}
         for key, _ in METRICS:
             vals = [r[key] for r in group if r.get(key) is not None and not math.isnan(r[key])]
-            entry[key] = ({"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}
-                          if vals else None)
+            std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            entry[key] = {"mean": float(np.mean(vals)), "std": std} if vals else None
         out.append(entry)
     return out
 

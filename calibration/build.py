@@ -3,8 +3,8 @@
 Clips are sampled across the videos: the requested number of clips is shared out as evenly as
 the videos allow, and within a video the clip starts are spread evenly from its first to its last
 full clip, so a set sees every scene and every part of it rather than the first seconds of one.
-Pixels go through the runtime's own preprocessing (:mod:`edgevad.preprocess`); flow goes through
-the runtime's :class:`edgevad.motion.FlowEstimator`, started one frame before each clip so its
+Pixels go through the runtime's own preprocessing (:mod:`edgevad.media.preprocess`); flow goes through
+the runtime's :class:`edgevad.media.motion.FlowEstimator`, started one frame before each clip so its
 first frame has real flow, as in a running stream (a clip at frame 0 starts with zero flow, as a
 stream does).
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgevad.artifact.records import file_record
+from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
-from edgevad.preprocess import preprocess_frame, resized_shape
-from edgevad.records import file_record
-from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
-from edgevad.zoo import InputGeometry
+from edgevad.media.preprocess import preprocess_frame, resized_shape
+from edgevad.media.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 from edgevad_calibration.dataset import FLOAT, FRAMES, CalibrationError, CalibrationSet
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
 
 def _collect_named(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     """:func:`collect_videos`, each video with the input the user named that led to it (the
-    root its record's path is taken from, :func:`edgevad.records.record_path`)."""
+    root its record's path is taken from, :func:`edgevad.artifact.records.record_path`)."""
     out: list[tuple[Path, Path]] = []
     for raw in inputs:
         path = Path(raw)
@@ -88,7 +88,7 @@ def _share(total: int, n: int) -> list[int]:
 
 def resize_crop(frame: np.ndarray, geometry: InputGeometry) -> np.ndarray:
     """The uint8 BGR frame after the geometry's resize and centre crop: the same steps, in the same
-    order, as :func:`edgevad.preprocess.preprocess_frame` (checked against it at build time)."""
+    order, as :func:`edgevad.media.preprocess.preprocess_frame` (checked against it at build time)."""
     th, tw = (int(s) for s in geometry.size)
     h, w = frame.shape[:2]
     rh, rw = resized_shape(h, w, geometry)
@@ -202,7 +202,7 @@ def build_from_videos(
 
 
 def _flow_clip(frames: list[np.ndarray], start: int, geometry: InputGeometry) -> np.ndarray:
-    from edgevad.motion import FLOW_BOUND, FlowEstimator, encode_flow
+    from edgevad.media.motion import FLOW_BOUND, FlowEstimator, encode_flow
 
     est = FlowEstimator(size=tuple(int(s) for s in geometry.size))
     bound = float(geometry.flow_bound or FLOW_BOUND)
@@ -222,7 +222,7 @@ def build_from_bags(
 ) -> CalibrationSet:
     """A head set from a feature-bag file (``export/data/bags.py`` format): ``samples`` bags
     spread over the file (anomalous and normal alike), each resampled to ``segments``."""
-    from edgevad.segments import resample_segments
+    from edgevad.artifact.segments import resample_segments
 
     path = Path(path)
     from edgevad_export.data.bags import load_bags  # numpy only
@@ -257,7 +257,7 @@ def head_set_from_features(
     name -> [n_clips, D]): per video, its clips in order resampled to ``segments`` (as a window is
     pooled), then one bag per clip holding that clip in every segment, so the head's ranges see
     every calibration clip's features however few videos there are."""
-    from edgevad.segments import resample_segments
+    from edgevad.artifact.segments import resample_segments
 
     index = np.asarray(video_index)
     arrays = {}

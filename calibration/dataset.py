@@ -9,7 +9,7 @@ per graph input, N samples that each feed the graph at batch 1. It is saved as o
 
 Pixel clips are stored compactly and exactly: as the uint8 BGR frames *after* the geometry's
 resize and crop (``encoding: "frames-bgr-uint8"``, [N, T, h, w, 3]); reading a sample runs
-:func:`edgevad.preprocess.preprocess_frame` on them, which skips the resize (the size already
+:func:`edgevad.media.preprocess.preprocess_frame` on them, which skips the resize (the size already
 matches) and applies the very colour conversion and normalisation the runtime applies, so the
 floats are bit-identical to the runtime's and the file is 4x smaller than float32 clips. Flow
 clips and head inputs are stored as float32 (``encoding: "float32"``).
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from edgevad import __version__
+from edgevad.artifact.records import portable_sources
+from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
-from edgevad.records import portable_sources
-from edgevad.zoo import InputGeometry
 
 __all__ = ["CALIBRATION_FORMAT", "METHODS", "ROLES", "CalibrationError", "CalibrationSet",
            "geometry_from_dict", "is_calibration_file", "load_calibration"]
@@ -85,7 +85,7 @@ class CalibrationSet:
     """The :class:`InputGeometry` dict the samples were made with (pixel and flow stages)."""
     sources: list[dict] = field(default_factory=list)
     """Where the samples came from: ``{"name", "path", "sha256", ...}`` per video or bag file
-    (``path`` as :mod:`edgevad.records` writes it: never the machine's absolute path unless
+    (``path`` as :mod:`edgevad.artifact.records` writes it: never the machine's absolute path unless
     asked for)."""
     sampler: dict = field(default_factory=dict)
     method: str = "minmax"
@@ -145,7 +145,7 @@ class CalibrationSet:
         a = self.arrays[name]
         if self.encodings[name] == FLOAT:
             return np.asarray(a[index], dtype=np.float32)
-        from edgevad.preprocess import preprocess_frame
+        from edgevad.media.preprocess import preprocess_frame
 
         g = replace(self.input_geometry(), resize=None, crop="none")
         frames = a[index]

@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgevad import __version__
+from edgevad.artifact.manifest import FileRecord, Manifest, StageSpec, load_manifest
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import FileRecord, Manifest, StageSpec, load_manifest
+from edgevad.fetch.hashing import sha256_file
 from edgevad.runtime.engine_meta import EngineMetadata, GpuInfo, metadata_path
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ and ``edgevad_calibration`` (folder ``calibration/``), installed with ``pip inst
 'edgevad[train]'``.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("edgevad")

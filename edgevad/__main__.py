@@ -1,5 +1,5 @@
 """``python -m edgevad`` is the ``edgevad`` command."""
 
-from edgevad.cli import main
+from edgevad.cli.main import main
 
 main()

@@ -35,15 +35,3 @@ class DownloadError(EdgevadError):
 
 class MissingDependencyError(EdgevadError, ImportError):
     """An optional dependency (torch, tensorrt) is needed for this call and is not installed."""
-
-
-def require_torch(what: str):
-    """Import torch or explain which extra provides it."""
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            f"{what} needs PyTorch, which is part of the training extra: "
-            "pip install 'edgevad[train]'"
-        ) from exc
-    return torch

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import edgevad
-from edgevad.video import VIDEO_EXTENSIONS, VideoError
+from edgevad.media.video import VIDEO_EXTENSIONS, VideoError
 
 
 def main() -> None:

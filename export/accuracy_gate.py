@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevad.artifact.manifest import Manifest
+from edgevad.artifact.segments import resample_segments, segment_scores_to_frames
 from edgevad.errors import EdgevadError
-from edgevad.manifest import Manifest
-from edgevad.segments import resample_segments, segment_scores_to_frames
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ def _video_clips(manifest: Manifest, frames: list[np.ndarray], starts: list[int]
                  ) -> dict[str, np.ndarray]:
     """Pixel-stage inputs for clips at ``starts`` of one stream (flow from one running
     estimator, as live)."""
-    from edgevad.motion import FLOW_BOUND, FlowEstimator, encode_flow
-    from edgevad.preprocess import preprocess_frame
+    from edgevad.media.motion import FLOW_BOUND, FlowEstimator, encode_flow
+    from edgevad.media.preprocess import preprocess_frame
 
     clips = {}
     for stage in ("backbone", "motion"):
@@ -128,7 +128,7 @@ def _video_clips(manifest: Manifest, frames: list[np.ndarray], starts: list[int]
 
 
 def _read(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    from edgevad.video import VideoReader
+    from edgevad.media.video import VideoReader
 
     frames = []
     with VideoReader(path, strict=False) as reader:
@@ -196,7 +196,7 @@ def _ties(auc: dict, scores: dict[str, list[np.ndarray]]) -> dict:
 
 
 def _val_videos(folder: Path, manifest: Manifest, pipes: dict) -> dict:
-    from edgevad.video import VIDEO_EXTENSIONS
+    from edgevad.media.video import VIDEO_EXTENSIONS
 
     labels_path = _labels_file(folder)
     labels = json.loads(labels_path.read_text())

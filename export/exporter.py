@@ -5,7 +5,7 @@ functions (:func:`edgevad_export.onnx_export.torch_to_onnx`; INT8 and TensorRT p
 ``onnx_to_int8`` / ``onnx_to_tensorrt``); :func:`export_model` orchestrates and logs time and size
 per stage. The artifact::
 
-    out/manifest.json    edgevad.manifest.Manifest (schema 1): what to feed, how stages chain,
+    out/manifest.json    edgevad.artifact.manifest.Manifest (schema 1): what to feed, how stages chain,
                          weights provenance, SHA-256 of every file
     out/backbone.onnx    clip [batch, C, T, H, W] -> features [batch, D] (+ feature_map for I3D)
     out/motion.onnx      DMRM: flow [batch, 2, T, h, w] -> features [batch, D]
@@ -34,21 +34,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from edgevad_export.onnx_export import (
-    DEFAULT_OPSET,
-    BackboneAdapter,
-    DAMAdapter,
-    torch_to_onnx,
-)
-from edgevad_export.parity import ParityError, StageRun, failure_message, run_parity
-from edgevad_export.precision import PrecisionOptions, apply_precision
-from edgevad_calibration import DEFAULT_SAMPLES
 from torch import nn
 
-from edgevad import __version__, protocols, zoo
-from edgevad.compare import tolerance_for
-from edgevad.errors import EdgevadError
-from edgevad.manifest import (
+from edgevad import __version__
+from edgevad.artifact import protocols, zoo
+from edgevad.artifact.compare import tolerance_for
+from edgevad.artifact.manifest import (
     FileRecord,
     Link,
     Manifest,
@@ -59,6 +50,16 @@ from edgevad.manifest import (
     load_manifest,
     sha256_file,
 )
+from edgevad.errors import EdgevadError
+from edgevad_calibration import DEFAULT_SAMPLES
+from edgevad_export.onnx_export import (
+    DEFAULT_OPSET,
+    BackboneAdapter,
+    DAMAdapter,
+    torch_to_onnx,
+)
+from edgevad_export.parity import ParityError, StageRun, failure_message, run_parity
+from edgevad_export.precision import PrecisionOptions, apply_precision
 
 log = logging.getLogger(__name__)
 
@@ -587,13 +588,13 @@ def _export_stages(tmp: Path, *, spec, bb_spec, motion_spec, head, backbone, mot
 
     flow = None
     if motion_spec is not None:
-        from edgevad.motion import FLOW_BOUND
+        from edgevad.media.motion import FLOW_BOUND
 
         flow = {"estimator": "opencv-dis", "preset": "ultrafast", "finest_scale": 1,
                 "size": list(motion_geometry.size),
                 "bound": float(getattr(motion_geometry, "flow_bound", None) or FLOW_BOUND),
                 "encoding": "clip(flow, -bound, bound) / bound, channels (dx, dy); the first "
-                            "frame of a stream gets zero flow (edgevad.motion.FlowEstimator)"}
+                            "frame of a stream gets zero flow (edgevad.media.motion.FlowEstimator)"}
 
     tol = tolerance_for(precision)
     report = run_parity(runs, geometry=geometry, head_inputs=spec.inputs, segments=spec.segments,

@@ -214,7 +214,7 @@ def drop_source_locations(model) -> bool:
     whether anything was removed."""
     from onnx import AttributeProto
 
-    from edgevad.records import machine_paths
+    from edgevad.artifact.records import machine_paths
 
     changed = False
 

@@ -2,10 +2,10 @@
 
 The backbone sees clips decoded from a sample video (or, without one, deterministic synthetic
 frames, and the report says ``"synthetic"``) and preprocessed exactly as the manifest's geometry
-says (:func:`edgevad.preprocess.preprocess_frame`); DMRM's motion stage sees encoded DIS flow of
-the same frames (:mod:`edgevad.motion`); the head sees the backbone's (PyTorch) outputs arranged
+says (:func:`edgevad.media.preprocess.preprocess_frame`); DMRM's motion stage sees encoded DIS flow of
+the same frames (:mod:`edgevad.media.motion`); the head sees the backbone's (PyTorch) outputs arranged
 the way the runtime will feed them: segment bags for MIL-type heads, ``(this clip's map,
-previous clip's map)`` pairs for DAM. Each comparison uses :func:`edgevad.compare.compare_outputs`.
+previous clip's map)`` pairs for DAM. Each comparison uses :func:`edgevad.artifact.compare.compare_outputs`.
 The symbolic axes are exercised too: the backbone also runs with batch 1, a segment head with
 batch 1 and a different segment count.
 
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgevad import zoo
-from edgevad.compare import ComparisonResult, Tolerance, compare_outputs, tolerance_for
+from edgevad.artifact import zoo
+from edgevad.artifact.compare import ComparisonResult, Tolerance, compare_outputs, tolerance_for
+from edgevad.artifact.segments import resample_segments
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
-from edgevad.segments import resample_segments
+from edgevad.fetch.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def synthetic_frames(n: int, height: int = 240, width: int = 320, seed: int = 0)
 def read_frames(path: str | Path, n: int) -> tuple[list[np.ndarray], dict]:
     """The first ``n`` frames of a video (the last one repeated if it is shorter, as extraction
     pads a tail clip) and a record of where they came from."""
-    from edgevad.video import VideoReader
+    from edgevad.media.video import VideoReader
 
     path = Path(path)
     frames: list[np.ndarray] = []
@@ -95,7 +95,7 @@ def read_frames(path: str | Path, n: int) -> tuple[list[np.ndarray], dict]:
 
 
 def _preprocess(frame: np.ndarray, geometry: zoo.InputGeometry) -> np.ndarray:
-    from edgevad.preprocess import preprocess_frame
+    from edgevad.media.preprocess import preprocess_frame
 
     return preprocess_frame(frame, geometry)
 
@@ -116,7 +116,7 @@ def make_flow_clips(frames: Sequence[np.ndarray], geometry: zoo.InputGeometry,
                     starts: Sequence[int], bound: float) -> np.ndarray:
     """float32 [len(starts), 2, T, h, w] encoded DIS flow, one estimator over the whole stream
     (as live inference runs it)."""
-    from edgevad.motion import FlowEstimator, encode_flow
+    from edgevad.media.motion import FlowEstimator, encode_flow
 
     est = FlowEstimator(size=tuple(geometry.size))
     maps = [encode_flow(est(f), bound) for f in frames]

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevad.artifact.manifest import Manifest, StageSpec
 from edgevad.errors import EdgevadError
-from edgevad.manifest import Manifest, StageSpec
 from edgevad_calibration import (
     DEFAULT_SAMPLES,
     CalibrationError,
@@ -155,7 +155,6 @@ def resolve_calibration(folder: Path, manifest: Manifest, opts: PrecisionOptions
     """Calibration sets per stage name (module doc, step 1)."""
     sets: dict[str, CalibrationSet] = {}
     videos: list[str] = []
-    bb = manifest.stage("backbone")
     head = manifest.stage("head")
     segments = manifest.protocol.segments or 32
     for spec in opts.calib:

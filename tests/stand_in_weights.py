@@ -12,6 +12,7 @@ from pathlib import Path
 def hara_file(path: Path, backbone: str, seed: int = 0) -> Path:
     """Write a Hara-layout checkpoint for zoo backbone ``backbone`` to ``path``."""
     import torch
+
     from edgevad_export.models.factory import create_backbone
 
     torch.manual_seed(seed)

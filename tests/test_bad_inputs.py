@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgevad.cli import app
+from edgevad.cli.main import app
 from edgevad.errors import EdgevadError
 
 torch = pytest.importorskip("torch")

@@ -85,7 +85,7 @@ def test_stream_stage_timers_are_removed_afterwards():
 # --- the command ----------------------------------------------------------------------------------
 
 def _bench(*args):
-    from edgevad.cli import app
+    from edgevad.cli.main import app
 
     return runner.invoke(app, ["bench", "--size", "64x48", "--warmup", "1", "--iters", "3",
                                "--no-reference", *map(str, args)])
@@ -95,7 +95,7 @@ def _bench(*args):
 def compared(tiny_artifact, tmp_path_factory):
     """``--compare`` of a MIL and a DMRM tiny artifact on 1 and 2 streams: (result, document,
     the two artifacts as the document names them: without this machine's folders)."""
-    from edgevad.records import distinct_paths
+    from edgevad.artifact.records import distinct_paths
 
     a, b = tiny_artifact("mil"), tiny_artifact("dmrm")
     out = tmp_path_factory.mktemp("bench") / "bench.json"
@@ -168,8 +168,8 @@ def test_eager_reference_explains_a_model_it_cannot_rebuild(tiny_artifact):
 
 
 def test_bench_never_imports_torch(tiny_artifact):
-    code = ("import sys\nfrom typer.testing import CliRunner\nimport edgevad.cli\n"
-            f"r = CliRunner().invoke(edgevad.cli.app, ['bench', '--artifacts', "
+    code = ("import sys\nfrom typer.testing import CliRunner\nimport edgevad.cli.main\n"
+            f"r = CliRunner().invoke(edgevad.cli.main.app, ['bench', '--artifacts', "
             f"{str(tiny_artifact('mil'))!r}, '--iters', '1', '--warmup', '0', "
             "'--no-reference', '--size', '32x24'])\n"
             "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)\n")

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from video_files import gradient_frames, write_video
 
-from edgevad import zoo
-from edgevad.motion import FlowEstimator, encode_flow
-from edgevad.preprocess import preprocess_frame
-from edgevad.video import VideoReader
+from edgevad.artifact import zoo
+from edgevad.media.motion import FlowEstimator, encode_flow
+from edgevad.media.preprocess import preprocess_frame
+from edgevad.media.video import VideoReader
 from edgevad_calibration import (
     CalibrationError,
     CalibrationSet,
@@ -26,7 +27,6 @@ from edgevad_calibration import (
     load_calibration,
 )
 from edgevad_calibration.build import spread_starts
-from video_files import gradient_frames, write_video
 
 R3D = zoo.get_backbone("r3d18").geometry
 I3D = zoo.get_backbone("i3d").geometry
@@ -70,7 +70,7 @@ def test_pixels_are_the_runtimes_exactly(videos):
     starts = [s["clip_starts"] for s in cset.sources]
     assert starts == [[0, 12, 24], [0, 8]]  # 3 + 2 clips, spread over each video
     assert [s["sha256"] for s in cset.sources][0] == __import__(
-        "edgevad.hashing", fromlist=["x"]).sha256_file(videos[0])
+        "edgevad.fetch.hashing", fromlist=["x"]).sha256_file(videos[0])
     frames = _decoded(videos[1])
     want = np.stack([preprocess_frame(f, R3D) for f in frames[8:24]], axis=1)
     np.testing.assert_array_equal(cset.sample(4)["clip"][0], want)
@@ -176,7 +176,7 @@ def test_bags_set_and_bad_inputs(tmp_path, synthetic_bags):
 def test_calibrate_command(videos, tmp_path):
     from typer.testing import CliRunner
 
-    from edgevad.cli import app
+    from edgevad.cli.main import app
 
     out = tmp_path / "set.npz"
     result = CliRunner().invoke(app, ["calibrate", str(videos[0]), str(videos[1]), "-o", str(out),

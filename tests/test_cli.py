@@ -8,8 +8,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from edgevad import zoo
-from edgevad.cli import app
+from edgevad.artifact import zoo
+from edgevad.cli.main import app
 
 runner = CliRunner()
 
@@ -30,11 +30,11 @@ def test_help_lists_every_subcommand():
 
 def test_runtime_and_help_work_without_torch():
     code = NO_TORCH + (
-        "import edgevad, edgevad.zoo, edgevad.cli\n"
+        "import edgevad, edgevad.artifact.zoo, edgevad.cli.main\n"
         "from typer.testing import CliRunner\n"
-        "r = CliRunner().invoke(edgevad.cli.app, ['--help'])\n"
+        "r = CliRunner().invoke(edgevad.cli.main.app, ['--help'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "r = CliRunner().invoke(edgevad.cli.app, ['models'])\n"
+        "r = CliRunner().invoke(edgevad.cli.main.app, ['models'])\n"
         "assert r.exit_code == 0 and 'dmrm' in r.output, r.output\n"
         "print('ok')\n"
     )
@@ -44,7 +44,7 @@ def test_runtime_and_help_work_without_torch():
 
 
 def test_import_edgevad_does_not_import_torch():
-    result = _python("import sys, edgevad, edgevad.cli, edgevad.zoo, edgevad.cache\n"
+    result = _python("import sys, edgevad, edgevad.cli.main, edgevad.artifact.zoo, edgevad.fetch.cache\n"
                      "print('torch' in sys.modules)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
@@ -52,8 +52,8 @@ def test_import_edgevad_does_not_import_torch():
 
 def test_weights_fetch_without_torch_names_the_extra():
     code = NO_TORCH + (
-        "from typer.testing import CliRunner\nimport edgevad.cli\n"
-        "r = CliRunner().invoke(edgevad.cli.app, ['weights', 'fetch', 'i3d-kinetics400'])\n"
+        "from typer.testing import CliRunner\nimport edgevad.cli.main\n"
+        "r = CliRunner().invoke(edgevad.cli.main.app, ['weights', 'fetch', 'i3d-kinetics400'])\n"
         "print(type(r.exception).__name__, r.exception)\n"
     )
     result = _python(code)
@@ -77,7 +77,7 @@ def test_models_lists_heads_and_backbones():
 
 
 def test_models_says_what_each_shipped_head_was_trained_on_and_scored():
-    from edgevad.cli import _shipped_head
+    from edgevad.cli.main import _shipped_head
 
     shown = {name: _shipped_head(zoo.get_head(name)) for name in zoo.list_heads()}
     assert shown["joint"].startswith("UCF-Crime, frame AUC ")

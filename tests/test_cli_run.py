@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 from video_files import noise_frames, write_video
 
-from edgevad.cli import app
+from edgevad.cli.main import app
 from edgevad.errors import EdgevadError
 
 pytest.importorskip("onnx")
@@ -165,7 +165,7 @@ def test_an_unwritable_out_is_a_one_line_error(tiny_artifact, tmp_path):
 
 def _signal_after(monkeypatch, k, signum=signal.SIGINT):
     """Frames come from the real source; after the k-th a real signal hits this process."""
-    from edgevad import sources
+    from edgevad.media import sources
 
     real = sources.FrameSource.frames
 
@@ -216,14 +216,14 @@ def test_sigterm_stops_between_sources_and_names_those_not_run(tiny_artifact, tm
 
 _SLOW_RUN = textwrap.dedent("""
     import sys, time
-    from edgevad import sources
+    from edgevad.media import sources
     real = sources.FrameSource._decode
     def slow(self, stop):  # a camera at 50 frames/s
         for item in real(self, stop):
             time.sleep(0.02)
             yield item
     sources.FrameSource._decode = slow
-    from edgevad.cli import main
+    from edgevad.cli.main import main
     sys.argv = ["edgevad", "run", *sys.argv[1:]]
     main()
 """)
@@ -272,7 +272,7 @@ def test_runtime_never_imports_torch(tiny_artifact, tmp_path):
         out = [r for i in range(6) for r in det.push(np.full((20, 30, 3), 10 * i, np.uint8))]
         assert len(out + det.flush()) == 6
         from typer.testing import CliRunner
-        from edgevad.cli import app
+        from edgevad.cli.main import app
         res = CliRunner().invoke(app, ["run", {str(video)!r}, "--artifacts",
                                        {str(tiny_artifact("mil"))!r}, "--out", {str(tmp_path / "o")!r}])
         assert res.exit_code == 0, res.output

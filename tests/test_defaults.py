@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from edgevad import defaults, protocols, zoo
+from edgevad.artifact import defaults, protocols, zoo
+from edgevad.artifact.manifest import load_manifest
 from edgevad.errors import MissingDependencyError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import load_manifest
+from edgevad.fetch.hashing import sha256_file
 
 I3D_SHA = zoo.get_weights("i3d-kinetics400").member_sha256
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from edgevad import Detector
+from edgevad.artifact.manifest import ManifestError
 from edgevad.errors import EdgevadError
-from edgevad.manifest import ManifestError
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.results import FrameResult
 from edgevad.runtime.stream import FrameError
@@ -322,7 +322,7 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_install(tiny_artifact, m
 def test_a_head_trained_on_other_features_is_refused(tiny_artifact, tmp_path):
     import json
 
-    from edgevad.protocols import ProtocolMismatchError
+    from edgevad.artifact.protocols import ProtocolMismatchError
 
     art = tmp_path / "art"
     shutil.copytree(tiny_artifact("mil"), art)
@@ -419,7 +419,7 @@ def test_one_detector_shared_by_threads(tiny_artifact):
             try:
                 det.evict_idle(0.0)  # evicts streams mid-feed: their frames come back here
                 list(det.events())
-                det.streams
+                _ = det.streams  # the property reads the stream table under the lock
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
 

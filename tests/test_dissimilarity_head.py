@@ -11,12 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edgevad.artifact import zoo
 from edgevad_export.data.bags import FeatureBags
 from edgevad_export.models.heads.dissimilarity import build_dissimilarity_mil
 from edgevad_export.training import TrainConfig, load_checkpoint, train
 from edgevad_export.training.trainer import forward_scores
-
-from edgevad import zoo
 
 
 def _head(dim: int = 2):

@@ -10,6 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from sklearn.metrics import roc_auc_score
+
+from edgevad.artifact.segments import segment_scores_to_frames
 from edgevad_export.data.bags import (
     frame_labels,
     load_bags,
@@ -22,9 +25,6 @@ from edgevad_export.evaluation.evaluate import (
 )
 from edgevad_export.models import create_head
 from edgevad_export.training import TrainConfig, train
-from sklearn.metrics import roc_auc_score
-
-from edgevad.segments import segment_scores_to_frames
 
 
 @pytest.fixture(scope="module")

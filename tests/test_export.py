@@ -19,6 +19,17 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from video_files import gradient_frames, write_video
+
+from edgevad.artifact.compare import compare_outputs
+from edgevad.artifact.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestError,
+    load_manifest,
+    onnx_signature,
+)
+from edgevad.errors import EdgevadError, MissingDependencyError, UnknownNameError, WeightsError
 from edgevad_export import exporter as exporter_mod
 from edgevad_export.exporter import ExportError, export_model
 from edgevad_export.onnx_export import (
@@ -27,17 +38,6 @@ from edgevad_export.onnx_export import (
     graph_axes,
     torch_to_onnx,
 )
-
-from edgevad.compare import compare_outputs
-from edgevad.errors import EdgevadError, MissingDependencyError, UnknownNameError, WeightsError
-from edgevad.manifest import (
-    MANIFEST_FILE,
-    Manifest,
-    ManifestError,
-    load_manifest,
-    onnx_signature,
-)
-from video_files import gradient_frames, write_video
 
 
 def _leftovers(parent: Path) -> list[str]:
@@ -165,7 +165,7 @@ def test_failure_leaves_no_temp_dir(tmp_path, monkeypatch):
 
 def test_random_weights_are_the_same_on_every_export(mil_artifact):
     """What the exporter builds when random weights are asked for: the first artifact's."""
-    from edgevad import zoo
+    from edgevad.artifact import zoo
 
     first = load_manifest(mil_artifact)
     _, backbone = exporter_mod._backbone("r3d18", None, True)
@@ -267,9 +267,8 @@ def int8_artifact(tmp_path_factory, int8_data, mil_artifact) -> Path:
 
 
 def test_int8_artifact(int8_artifact):
-    from edgevad_calibration.quantize import check_symmetric_qdq
-
     from edgevad.runtime.engines import OnnxRuntimeEngine
+    from edgevad_calibration.quantize import check_symmetric_qdq
 
     m = load_manifest(int8_artifact)
     bb, head = m.stage("backbone"), m.stage("head")
@@ -333,9 +332,8 @@ def test_accuracy_gate_on_feature_bags(int8_artifact, int8_data, shared_data):
 
 
 def test_calibration_set_of_wrong_geometry(tmp_path, int8_data):
+    from edgevad.artifact import zoo
     from edgevad_calibration import CalibrationError, build_from_videos
-
-    from edgevad import zoo
 
     cset = build_from_videos([int8_data["sample"]], zoo.get_backbone("i3d").geometry, samples=1)
     path = cset.save(tmp_path / "i3d.npz")
@@ -352,10 +350,9 @@ def test_engines_listed_and_checked_without_tensorrt(int8_artifact, tmp_path):
     import importlib.util
     from types import SimpleNamespace
 
-    from edgevad_calibration.tensorrt_build import build_artifact_engines
-
     from edgevad.runtime.engine_meta import EngineMismatchError, GpuInfo
     from edgevad.runtime.tensorrt_engine import open_tensorrt_engine, resolve_engine
+    from edgevad_calibration.tensorrt_build import build_artifact_engines
 
     art = tmp_path / "art"
     shutil.copytree(int8_artifact, art)
@@ -425,11 +422,10 @@ def test_fp16_artifact(mil_artifact, int8_data, tmp_path):
 def test_dam_head_precision_is_measured(tmp_path):
     """An LSTM head: fp32 or dynamic int8, whichever measures faster within the score tolerance
     (no static candidate: DAM heads get no calibration set)."""
+    from edgevad.artifact.manifest import StageSpec, TensorSpec
+    from edgevad_calibration.quantize import Int8Config
     from edgevad_export.models.heads.dam import build_dam
     from edgevad_export.precision import HEAD_SCORE_TOLERANCE, _choose_head, _Sessions
-    from edgevad_calibration.quantize import Int8Config
-
-    from edgevad.manifest import StageSpec, TensorSpec
 
     torch.manual_seed(0)
     head = DAMAdapter(build_dam("dist", feature_dim=64, hidden=64)).eval()
@@ -457,8 +453,8 @@ def test_dam_head_precision_is_measured(tmp_path):
 
 def test_dynamic_int8_of_an_exported_dam_head(tmp_path):
     """The exporter's graphs carry intermediate shapes that broke the quantizer's inference."""
-    from edgevad_export.models.heads.dam import build_dam
     from edgevad_calibration.quantize import quantize_dynamic_int8
+    from edgevad_export.models.heads.dam import build_dam
 
     torch.manual_seed(0)
     head = DAMAdapter(build_dam("dist", feature_dim=96, hidden=32)).eval()

@@ -7,6 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from video_files import noise_frames, write_video
+
 from edgevad_export.data.bags import load_bags
 from edgevad_export.extraction import (
     ExtractionError,
@@ -17,8 +20,6 @@ from edgevad_export.extraction import (
     read_protocol,
 )
 from edgevad_export.extraction import extract as ext
-from torch import nn
-from video_files import noise_frames, write_video
 
 
 def _write_video(path, n, size=(48, 64), seed=0):

@@ -9,11 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from video_files import noise_frames, write_video
+
 from edgevad_export.extraction.extract import extract_features, read_protocol  # noqa: E402
 from edgevad_export.training import TrainConfig, train  # noqa: E402
 from edgevad_export.training.checkpoint import load_checkpoint  # noqa: E402
 from edgevad_export.training.trainer import forward_scores  # noqa: E402
-from video_files import noise_frames, write_video
 
 
 def test_extract_keeps_the_i3d_feature_map_flattened(tmp_path):

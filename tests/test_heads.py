@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgevad import zoo  # noqa: E402
+from edgevad.artifact import zoo  # noqa: E402
 from edgevad_export.models.heads import losses  # noqa: E402
 from edgevad_export.models.heads.dam import DAMHead, build_dam, dissimilarities  # noqa: E402
 from edgevad_export.models.heads.mil import build_mil  # noqa: E402

@@ -18,12 +18,13 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 import stand_in_weights
-from edgevad_export.exporter import export_model
 
-from edgevad import Detector, protocols, ucf_crime, zoo
+from edgevad import Detector
+from edgevad.artifact import protocols, ucf_crime, zoo
+from edgevad.artifact.manifest import load_manifest
 from edgevad.errors import WeightsError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import load_manifest
+from edgevad.fetch.hashing import sha256_file
+from edgevad_export.exporter import export_model
 
 SPEC = zoo.get_head("joint")
 

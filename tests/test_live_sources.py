@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 from video_files import noise_frames, write_video
 
-from edgevad.cli import app
-from edgevad.sources import FrameSource, Reconnect, SourceError
+from edgevad.cli.main import app
+from edgevad.media.sources import FrameSource, Reconnect, SourceError
 
 pytest.importorskip("onnx")
 
@@ -132,7 +132,7 @@ def test_the_source_api_counts_reconnects_and_stops_on_request(server):
     src = FrameSource(server.url, "cam", "url", reconnect=Reconnect(attempts=2, delay_s=0.01))
     stop = threading.Event()
     got = []
-    for frame, ts in src.frames(stop=stop):
+    for _frame, ts in src.frames(stop=stop):
         got.append(ts)
         if len(got) == 2 * N + 3:
             stop.set()  # as a signal handler does: the iteration ends within 0.1 s

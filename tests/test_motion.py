@@ -1,4 +1,4 @@
-"""edgevad.motion: DIS flow, flow encoding and motion boxes, on synthetic and real (Ped2) frames."""
+"""edgevad.media.motion: DIS flow, flow encoding and motion boxes, on synthetic and real (Ped2) frames."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from edgevad.motion import (
-    FLOW_BOUND, FlowEstimator, MotionBox, encode_flow, flow_clip, flow_magnitude, motion_boxes,
+from edgevad.media.motion import (
+    FLOW_BOUND,
+    FlowEstimator,
+    MotionBox,
+    encode_flow,
+    flow_clip,
+    flow_magnitude,
+    motion_boxes,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -163,11 +169,11 @@ def test_bad_inputs_raise():
 
 
 def test_motion_is_torch_free():
-    code = "import sys, edgevad.motion; sys.exit('torch' in sys.modules)"
+    code = "import sys, edgevad.media.motion; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_flow_bound_in_the_zoo_matches_the_encoder():
-    from edgevad.zoo import get_backbone
+    from edgevad.artifact.zoo import get_backbone
 
     assert get_backbone("motion-r3d18").geometry.flow_bound == FLOW_BOUND

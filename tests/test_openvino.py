@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 pytest.importorskip("openvino", reason="OpenVINO not installed: pip install 'edgevad[openvino]'")
 
 from edgevad import Detector  # noqa: E402
-from edgevad.cli import app  # noqa: E402
+from edgevad.cli.main import app  # noqa: E402
 from edgevad.errors import MissingDependencyError  # noqa: E402
 from edgevad.runtime import engines as engines_mod  # noqa: E402
 from edgevad.runtime import openvino_engine as ov_mod  # noqa: E402
@@ -157,7 +157,7 @@ def i3d_mil(i3d_mil_export):
 
 
 def test_real_i3d_scores_match_onnxruntime(i3d_mil, shared_data):
-    from edgevad.video import read_video
+    from edgevad.media.video import read_video
 
     clip = shared_data / "clips" / "pets2009_vtest.mp4"
     frames = [f for _, f in zip(range(40), read_video(clip))]

@@ -1,4 +1,5 @@
-"""The Ped2 weak-split study: its clip features are ``edgevad extract``'s, and its split is the standard one."""
+"""The Ped2 weak-split study: its clip features are ``edgevad extract``'s, and its split is the
+standard one."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_pooled_clip_features_are_what_extract_writes(shared_data, tmp_path):
     torch = pytest.importorskip("torch")
     from video_files import write_video
 
-    from edgevad.video import VideoReader
+    from edgevad.media.video import VideoReader
     from edgevad_export.extraction.extract import clip_centre, extract_features, pool_segments
     from edgevad_export.models.factory import create_backbone
 

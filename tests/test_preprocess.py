@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from video_files import write_video
 
-from edgevad.errors import EdgevadError
-from edgevad.preprocess import preprocess_frame, resized_shape
-from edgevad.video import VideoError, VideoReader, read_video, video_info
-from edgevad.zoo import (
+from edgevad.artifact.zoo import (
     C3D_GEOMETRY,
     FLOW_GEOMETRY,
     HARA_R3D_GEOMETRY,
     I3D_GEOMETRY,
     InputGeometry,
 )
+from edgevad.errors import EdgevadError
+from edgevad.media.preprocess import preprocess_frame, resized_shape
+from edgevad.media.video import VideoError, VideoReader, read_video, video_info
 
 
 def _solid(h, w, bgr):

@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edgevad import protocols, ucf_crime, zoo
+from edgevad.artifact import protocols, ucf_crime, zoo
+from edgevad.artifact.protocols import FeatureProtocol, ProtocolMismatchError, differences
 from edgevad.errors import EdgevadError
-from edgevad.protocols import FeatureProtocol, ProtocolMismatchError, differences
 
 I3D_SHA = zoo.get_weights("i3d-kinetics400").member_sha256
 
@@ -198,7 +198,7 @@ def test_ucf_crime_features_on_synthetic_frames():
 
 
 def test_ucf_crime_geometry_matches_the_upstream_pixels():
-    from edgevad.preprocess import preprocess_frame
+    from edgevad.media.preprocess import preprocess_frame
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, size=(240, 320, 3), dtype=np.uint8)

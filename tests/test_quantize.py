@@ -1,8 +1,9 @@
 """INT8 graphs: ONNX Runtime's U8S8 QDQ (first conv kept fp32, Conv3d fused as QLinearConv), the
 symmetric int8 Q/DQ graph for TensorRT, dynamic int8 for LSTM heads.
 
-A small 3D CNN (conv 3x7x7 stem, I3D's -inf padded max pooling, two 3x3x3 convs, pooling, linear) stands in for a backbone so the
-file runs in seconds; the real backbones are measured by benchmarks/int8_backbones.py.
+A small 3D CNN (conv 3x7x7 stem, I3D's -inf padded max pooling, two 3x3x3 convs, pooling,
+linear) stands in for a backbone so the file runs in seconds; the real backbones are measured by
+benchmarks/int8_backbones.py.
 """
 
 from __future__ import annotations

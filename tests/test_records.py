@@ -1,7 +1,7 @@
 """Portable records: no machine-local path in package data, artifacts, feature files and reports.
 
 Every record that names an input file keeps its name and SHA-256 and, where it travels, a path
-relative to a root the user named (``edgevad.records``). The heavy test exports one int8 model
+relative to a root the user named (``edgevad.artifact.records``). The heavy test exports one int8 model
 from two copies of the code in two folders, as two checkouts would, and compares the manifests.
 """
 
@@ -13,15 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from video_files import gradient_frames, write_video
 
 import edgevad
-from edgevad.hashing import sha256_file
-from edgevad.records import (
+from edgevad.artifact.records import (
     RecordPathsError,
     distinct_paths,
     file_record,
@@ -31,7 +30,7 @@ from edgevad.records import (
     record_paths,
     set_record_paths,
 )
-from video_files import gradient_frames, write_video
+from edgevad.fetch.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,9 +154,8 @@ def videos(tmp_path_factory) -> Path:
 
 
 def test_calibration_sets_name_videos_below_the_named_folder(videos, tmp_path, monkeypatch):
+    from edgevad.artifact import zoo
     from edgevad_calibration import build_from_videos, load_calibration
-
-    from edgevad import zoo
 
     geometry = zoo.get_backbone("r3d18").geometry
     cset = build_from_videos([videos], geometry, samples=2)
@@ -185,7 +183,7 @@ def test_calibration_sets_name_videos_below_the_named_folder(videos, tmp_path, m
 def test_cli_flag_is_checked_and_reaches_the_writers(videos, tmp_path):
     from typer.testing import CliRunner
 
-    from edgevad.cli import app
+    from edgevad.cli.main import app
 
     runner = CliRunner()
     r = runner.invoke(app, ["--record-paths", "full", "models"])
@@ -273,7 +271,7 @@ print("imports:", edgevad.__file__, edgevad_export.__file__, edgevad_calibration
 # of the inputs, so both runs are given the same one (all equal: fp32 is kept).
 assert hasattr(precision, "_median_ms"), "precision._median_ms moved: update this runner"
 precision._median_ms = lambda *args, **kwargs: 1.0
-from edgevad.cli import main
+from edgevad.cli.main import main
 sys.argv = ["edgevad", *sys.argv[1:]]
 main()
 """
@@ -335,7 +333,7 @@ def test_two_checkouts_export_the_same_manifest(tmp_path):
 
 
 def test_credentials_in_urls_are_redacted():
-    from edgevad.records import redact_credentials
+    from edgevad.artifact.records import redact_credentials
 
     assert redact_credentials("rtsp://user:pa@ss@cam.local:554/live") == "rtsp://***@cam.local:554/live"
     assert redact_credentials("cannot open http://u:p@10.0.0.2/x (timeout)") == \

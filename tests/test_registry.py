@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgevad import zoo
+from edgevad.artifact import zoo
 from edgevad.errors import UnknownNameError, WeightsError
 from edgevad_export.models import create_backbone, create_head, head_dims
 

@@ -18,10 +18,10 @@ pytest.importorskip("onnx")
 from typer.testing import CliRunner  # noqa: E402
 
 from edgevad import Detector  # noqa: E402
-from edgevad.cli import app  # noqa: E402
-from edgevad.compare import tolerance_for  # noqa: E402
-from edgevad.preprocess import preprocess_frame  # noqa: E402
-from edgevad.video import read_video  # noqa: E402
+from edgevad.artifact.compare import tolerance_for  # noqa: E402
+from edgevad.cli.main import app  # noqa: E402
+from edgevad.media.preprocess import preprocess_frame  # noqa: E402
+from edgevad.media.video import read_video  # noqa: E402
 
 N_FRAMES = 40  # two full 16-frame clips and a padded tail
 
@@ -33,8 +33,8 @@ def i3d_mil(i3d_mil_export):
 
 def _torch_scores(artifact: Path, head_file: Path, frames: list[np.ndarray]) -> np.ndarray:
     """The training side on the runtime's clip schedule, written out independently."""
+    from edgevad.artifact.manifest import load_manifest
     from edgevad_export.models.factory import create_backbone, create_head
-    from edgevad.manifest import load_manifest
 
     m = load_manifest(artifact)
     g = m.geometry()

@@ -6,9 +6,9 @@ import zipfile
 import cv2
 import pytest
 
-from edgevad import samples
 from edgevad.errors import DownloadError
-from edgevad.hashing import sha256_file
+from edgevad.fetch import samples
+from edgevad.fetch.hashing import sha256_file
 
 
 @pytest.fixture()

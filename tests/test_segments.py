@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgevad.segments import resample_segments, segment_bounds, segment_scores_to_frames
+from edgevad.artifact.segments import resample_segments, segment_bounds, segment_scores_to_frames
 
 
 def test_bounds_follow_the_floor_protocol():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgevad import zoo
+from edgevad.artifact import zoo
 
 torch = pytest.importorskip("torch")
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from edgevad.artifact.manifest import StageSpec, TensorSpec
 from edgevad.errors import MissingDependencyError
-from edgevad.manifest import StageSpec, TensorSpec
 from edgevad.runtime.engine_meta import (
     EngineMetadata,
     EngineMismatchError,

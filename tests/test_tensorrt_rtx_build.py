@@ -30,8 +30,8 @@ trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX not installed: pi
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from edgevad import zoo  # noqa: E402
-from edgevad.manifest import StageSpec, TensorSpec  # noqa: E402
+from edgevad.artifact import zoo  # noqa: E402
+from edgevad.artifact.manifest import StageSpec, TensorSpec  # noqa: E402
 from edgevad.runtime.engine_meta import GpuInfo  # noqa: E402
 from edgevad_calibration.tensorrt_build import (  # noqa: E402
     MAX_BATCH,

@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edgevad.errors import EdgevadError
 from edgevad_export.data.bags import FeatureBags, load_bags
 from edgevad_export.training import (
     CheckpointError,
@@ -23,12 +24,13 @@ from edgevad_export.training import (
 from edgevad_export.training.config import ConfigError
 from edgevad_export.training.trainer import TrainingError
 
-from edgevad.errors import EdgevadError
-
 
 def subset(bags: FeatureBags, idx) -> FeatureBags:
     idx = np.asarray(idx)
-    pick = lambda a: None if a is None else a[idx]
+
+    def pick(a):
+        return None if a is None else a[idx]
+
     return FeatureBags(features=[bags.features[i] for i in idx], names=bags.names[idx],
                        labels=bags.labels[idx], categories=bags.categories[idx],
                        n_frames=pick(bags.n_frames), anomaly_intervals=pick(bags.anomaly_intervals),

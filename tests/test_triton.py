@@ -24,11 +24,12 @@ onnx = pytest.importorskip("onnx")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from edgevad import Detector, zoo  # noqa: E402
-from edgevad.cli import app  # noqa: E402
+from edgevad import Detector  # noqa: E402
+from edgevad.artifact import zoo
+from edgevad.artifact.manifest import FileRecord, load_manifest, read_manifest  # noqa: E402
+from edgevad.cli.main import app  # noqa: E402
 from edgevad.errors import DownloadError  # noqa: E402
-from edgevad.hashing import sha256_file  # noqa: E402
-from edgevad.manifest import FileRecord, load_manifest, read_manifest  # noqa: E402
+from edgevad.fetch.hashing import sha256_file  # noqa: E402
 from edgevad.triton.repository import (  # noqa: E402
     INDEX_FILE,
     RepositoryOptions,
@@ -368,8 +369,8 @@ def real_server(shared_data, tmp_path_factory):
     pytest.importorskip("torch")
     import os
 
-    from edgevad.defaults import default_artifact
-    from edgevad.video import VideoReader
+    from edgevad.artifact.defaults import default_artifact
+    from edgevad.media.video import VideoReader
 
     root = tmp_path_factory.mktemp("real-triton")
     # EDGEVAD_TEST_DAM_ARTIFACT: reuse a dam-dist export while developing (CI exports it)

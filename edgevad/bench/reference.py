@@ -15,10 +15,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from edgevad.artifact.manifest import Manifest, load_manifest
 from edgevad.bench.stats import LatencyStats
 from edgevad.bench.timing import clock
 from edgevad.errors import EdgevadError
-from edgevad.manifest import Manifest, load_manifest
 
 __all__ = ["eager_reference", "torch_available"]
 

@@ -37,7 +37,7 @@ SCHEMA_VERSION = 1
 
 STAT_KEYS = ("count", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
 _NUM = (int, float)
-_REQUIRED = {
+_REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
     "document": {"format": str, "schema_version": int, "created": str, "machine": dict,
                  "versions": dict, "settings": dict, "runs": list, "references": list,
                  "comparisons": list},
@@ -112,8 +112,9 @@ def compare_runs(runs: list[dict], references: list[dict]) -> list[dict]:
         if b is not None:
             row["ratio_frames_per_s"] = run["throughput"]["frames_per_s"] / b["throughput"][
                 "frames_per_s"]
-            if _model_fps(run) and _model_fps(b):
-                row["ratio_model_frames_per_s"] = _model_fps(run) / _model_fps(b)
+            run_fps, base_fps = _model_fps(run), _model_fps(b)
+            if run_fps and base_fps:
+                row["ratio_model_frames_per_s"] = run_fps / base_fps
         ref = eager.get((run["artifact"], run["streams"]))
         if ref is not None and _model_fps(run):
             row["eager_model_frames_per_s"] = ref["model_frames_per_s"]
@@ -134,7 +135,7 @@ def build_document(machine: dict, versions: dict, settings: dict, runs: list[dic
 def write_document(doc: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from edgevad.records import portable_fields  # paths as records name them (records.py)
+    from edgevad.artifact.records import portable_fields  # paths as records name them (records.py)
 
     doc = portable_fields(doc, ("artifact", "same_as", "path"))
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -18,8 +18,7 @@ from pathlib import Path
 from edgevad.bench.machine import memory_now, release_freed_memory, reset_peak_memory
 from edgevad.bench.sources import FrameSource
 from edgevad.bench.stats import LatencyStats
-from edgevad.bench.timing import (StageClock, clock, cpu_clock, timed_stream_stages,
-                                  wrap_engines)
+from edgevad.bench.timing import StageClock, clock, cpu_clock, timed_stream_stages, wrap_engines
 from edgevad.errors import EdgevadError
 
 __all__ = ["BackendSpec", "BenchError", "BenchSettings", "bench_artifact", "check_artifact_dir",
@@ -117,8 +116,8 @@ def check_artifact_dir(path: str | Path) -> Path:
     return folder
 
 
-def _stats(samples) -> dict | None:
-    return LatencyStats.from_seconds(samples).to_dict() if samples else None
+def _stats(samples) -> dict:
+    return LatencyStats.from_seconds(samples).to_dict() if samples else {}
 
 
 def _isolated(engine, settings: BenchSettings) -> dict | None:
@@ -174,8 +173,8 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
         for t in range(warm_frames + measured):
             if t == warm_frames:
                 sclock.clear()
-                for e in engines.values():
-                    e.batches.clear()
+                for eng in engines.values():
+                    eng.batches.clear()
             frames, dec = {}, 0.0
             for i, sid in enumerate(ids):
                 t0 = clock()
@@ -205,7 +204,7 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
     for name in FRAME_STAGES:
         if sclock.samples.get(name):
             stages[name] = {"unit": "frame", **_stats(sclock.samples[name])}
-    for name, eng in engines.items():
+    for eng in engines.values():
         if eng.batches:
             stages[eng.key] = {"unit": "call", **_stats(sclock.samples[eng.key]),
                                "batch_mean": sum(eng.batches) / len(eng.batches)}

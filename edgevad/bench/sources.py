@@ -7,12 +7,13 @@ first frame when it ends. Synthetic frames are a textured image drifting a few p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from edgevad.errors import EdgevadError
-from edgevad.video import VideoReader
+from edgevad.media.video import VideoReader
 
 __all__ = ["FrameSource", "SyntheticSource", "VideoSource", "open_source", "parse_size"]
 
@@ -45,7 +46,8 @@ class SyntheticSource(FrameSource):
                                f"{width}x{height} at {fps}")
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         rng = np.random.default_rng(seed)
-        base = rng.integers(0, 256, size=(height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+        base: np.ndarray = rng.integers(0, 256, size=(height // 8 + 1, width // 8 + 1, 3),
+                                        dtype=np.uint8)
         import cv2
 
         base = cv2.resize(base, (width + 8 * pool, height), interpolation=cv2.INTER_LINEAR)
@@ -70,7 +72,7 @@ class VideoSource(FrameSource):
         info = probe.info
         self.fps = info.fps or 30.0
         self.width, self.height = info.width, info.height
-        self._iters: dict[int, object] = {}
+        self._iters: dict[int, Iterator[np.ndarray]] = {}
 
     def _open(self):
         return iter(VideoReader(self.path, strict=False))

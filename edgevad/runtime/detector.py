@@ -46,14 +46,14 @@ from typing import Sequence
 
 import numpy as np
 
+from edgevad.artifact.manifest import Manifest, ManifestError, load_manifest
 from edgevad.errors import ConfigError, EdgevadError
-from edgevad.manifest import Manifest, ManifestError, load_manifest
+from edgevad.media.video import VideoReader
 from edgevad.runtime.engines import BackendChoice, Engine, EngineError, open_engines
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.pipeline import Pipeline
 from edgevad.runtime.results import AnomalyEvent, FrameResult
 from edgevad.runtime.stream import FrameError, StreamSession
-from edgevad.video import VideoReader
 
 __all__ = ["Detector", "VideoScores"]
 
@@ -96,7 +96,7 @@ class Detector:
         self.geometry = manifest.geometry("backbone")
         self.flow_geometry = manifest.geometry("motion") if manifest.has_stage("motion") else None
         _check_geometry(manifest, self.geometry)
-        from edgevad.protocols import check_manifest_protocol
+        from edgevad.artifact.protocols import check_manifest_protocol
 
         check_manifest_protocol(manifest)  # the head's training features = this backbone's
         self.event_config = events or EventConfig()
@@ -217,7 +217,7 @@ class Detector:
             if done is not None:
                 jobs.append((session, session.buffer.clips - 1, *done,
                              (session.buffer.clips) * session.buffer.stride))
-        results = {sid: [] for sid, _, _ in checked}
+        results: dict[str, list[FrameResult]] = {sid: [] for sid, _, _ in checked}
         for sid, lst in self._run(jobs).items():
             results[sid].extend(lst)
         for sid, session, _ in checked:  # frames an earlier clip already covers (stride > len)
@@ -316,7 +316,8 @@ class Detector:
             sid, n = str(path), 1
             while sid in self._streams or sid in self._capture:
                 sid, n = f"{path}#{n}", n + 1
-            self._capture[sid] = events = []
+            events: list[AnomalyEvent] = []
+            self._capture[sid] = events
         results: list[FrameResult] = []
         try:
             for i, frame in enumerate(reader):
@@ -392,7 +393,7 @@ def _by_stream(mapping: Mapping, what: str) -> dict:
 
 def _check_geometry(manifest: Manifest, g) -> None:
     """The manifest's pixel geometry must be usable and agree with its clip protocol."""
-    from edgevad.preprocess import frame_plan
+    from edgevad.media.preprocess import frame_plan
 
     try:
         frame_plan(g)

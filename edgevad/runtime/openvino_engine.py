@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevad.artifact.manifest import StageSpec
 from edgevad.errors import MissingDependencyError
-from edgevad.manifest import StageSpec
-from edgevad.runtime.engines import EngineError, StageRunner
+from edgevad.runtime.stage_runner import EngineError, StageRunner
 
 __all__ = ["OV_DEVICES", "OV_PRECISIONS", "OpenVinoEngine", "OpenVinoOptions", "import_openvino",
            "openvino_available", "openvino_version"]
@@ -117,7 +117,7 @@ class OpenVinoOptions:
             path = Path(value).expanduser()
             path.mkdir(parents=True, exist_ok=True)
             return path
-        from edgevad.cache import cache_dir
+        from edgevad.fetch.cache import cache_dir
 
         return cache_dir("openvino")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgevad.manifest import Manifest, ManifestError
+from edgevad.artifact.manifest import Manifest, ManifestError
 from edgevad.runtime.engines import Engine
 
 __all__ = ["ClipOutput", "ClipState", "Pipeline"]
@@ -99,16 +99,16 @@ class Pipeline:
             elif via != "state":
                 raise ManifestError(f"unknown link kind {via!r} for head input {name!r}")
         for name in self.state_links:
-            first = feeds.get(self.initial)
-            rows = []
+            first = feeds.get(self.initial) if self.initial is not None else None
+            prevs = []
             for i, st in enumerate(states):
                 prev = st.state.get(name)
                 if prev is None:
                     if first is None:
                         raise ManifestError(f"state input {name!r} has no initial value")
                     prev = first[i]
-                rows.append(prev)
-            feeds[name] = rows
+                prevs.append(prev)
+            feeds[name] = prevs
         # rows whose windows differ in length (streams still filling them) run separately, so a
         # stream's scores never depend on which other streams shared its batch
         groups: dict[tuple, list[int]] = {}

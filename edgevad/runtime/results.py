@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgevad.motion import MotionBox
+from edgevad.media.motion import MotionBox
 
 __all__ = ["AnomalyEvent", "FrameResult"]
 

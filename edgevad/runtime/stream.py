@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
-from edgevad.motion import FlowEstimator, MotionBox, encode_flow, flow_magnitude, motion_boxes
-from edgevad.preprocess import check_frame, preprocess_frame
+from edgevad.media.motion import FlowEstimator, MotionBox, encode_flow, flow_magnitude, motion_boxes
+from edgevad.media.preprocess import check_frame, preprocess_frame
 from edgevad.runtime.clip_buffer import ClipBuffer
 from edgevad.runtime.events import EventTracker
 from edgevad.runtime.pipeline import ClipOutput, ClipState
 from edgevad.runtime.results import FrameResult
-from edgevad.zoo import InputGeometry
 
 __all__ = ["FrameError", "StreamSession"]
 
@@ -47,9 +47,9 @@ class StreamSession:
         self.geometry = geometry
         self.buffer = ClipBuffer((geometry.channels, *geometry.size), geometry.clip_len,
                                  geometry.stride)
-        self.flow_buffer = None
-        self.flow_estimator = None
-        self.flow_bound = None
+        self.flow_buffer: ClipBuffer | None = None  # the motion stream's three, all or none
+        self.flow_estimator: FlowEstimator | None = None
+        self.flow_bound: float | None = None
         if flow is not None and flow_geometry is not None:
             self.flow_buffer = ClipBuffer((2, *flow_geometry.size), geometry.clip_len,
                                           geometry.stride)
@@ -110,11 +110,13 @@ class StreamSession:
         boxes: tuple[MotionBox, ...] = ()
         flow_clip = None
         if self.flow_estimator is not None:
+            flow_buffer, bound = self.flow_buffer, self.flow_bound
+            assert flow_buffer is not None and bound is not None  # set with the estimator
             flow = self.flow_estimator(frame)  # every frame: flow is between neighbours
             boxes = tuple(motion_boxes(flow_magnitude(flow), frame.shape))
-            flow_clip = self.flow_buffer.push(
-                (lambda slot: np.copyto(slot, encode_flow(flow, self.flow_bound)))
-                if self.flow_buffer.needs(i) else None)
+            flow_clip = flow_buffer.push(
+                (lambda slot: np.copyto(slot, encode_flow(flow, bound)))
+                if flow_buffer.needs(i) else None)
         clip = self.buffer.push((lambda slot: preprocess_frame(frame, self.geometry, out=slot))
                                 if self.buffer.needs(i) else None)
         self.frame_shape = frame.shape
@@ -135,7 +137,7 @@ class StreamSession:
 
     def emit(self, everything: bool = False) -> list[FrameResult]:
         """Frames the latest clip already covers (or all pending ones at the end)."""
-        results = []
+        results: list[FrameResult] = []
         if self.last_clip is None:
             return results
         k, out = self.last_clip
@@ -154,6 +156,7 @@ class StreamSession:
         self.buffer.reset()
         if self.flow_buffer is not None:
             self.flow_buffer.reset()
+        if self.flow_estimator is not None:
             self.flow_estimator.reset()
         self.clip_state.reset()
         self.events.reset()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevad.artifact.manifest import Manifest, StageSpec
 from edgevad.errors import MissingDependencyError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import Manifest, StageSpec
+from edgevad.fetch.hashing import sha256_file
 from edgevad.runtime.engine_meta import (
     EngineMetadata,
     EngineMismatchError,
@@ -28,7 +28,7 @@ from edgevad.runtime.engine_meta import (
     check_compatible,
     read_metadata,
 )
-from edgevad.runtime.engines import EngineError, StageRunner, check_feeds
+from edgevad.runtime.stage_runner import EngineError, StageRunner, check_feeds
 
 __all__ = ["TensorRTEngine", "cuda_runtime", "gpu_info", "import_tensorrt",
            "open_tensorrt_engine"]

@@ -39,10 +39,10 @@ from typing import Sequence
 
 import numpy as np
 
+from edgevad.artifact.manifest import Manifest, ManifestError, StageSpec
 from edgevad.errors import MissingDependencyError
-from edgevad.manifest import Manifest, ManifestError, StageSpec
 from edgevad.runtime.detector import Detector
-from edgevad.runtime.engines import EngineError, StageRunner
+from edgevad.runtime.engines import Engine, EngineError, StageRunner
 from edgevad.runtime.pipeline import ClipOutput, ClipState, Pipeline, _softmax
 from edgevad.runtime.stream import StreamSession
 
@@ -177,7 +177,7 @@ class SequencePipeline(Pipeline):
     def _one(self, clip: np.ndarray, state: ClipState) -> dict[str, np.ndarray]:
         seq = state.state.get(_SEQ)
         start = seq is None
-        if start:
+        if seq is None:
             seq = np.array(self._ids.getrandbits(63) or 1, dtype=np.uint64)
         end = bool(state.state.pop(_END, False))
         out = self.connection.infer(
@@ -227,6 +227,8 @@ class TritonDetector(Detector):
     """A :class:`Detector` whose models run on a Triton server (module doc). Build it with
     :meth:`connect`."""
 
+    connection: TritonConnection
+
     @classmethod
     def connect(cls, url: str, model: str, *, protocol: str = "grpc",
                 timeout_s: float | None = 60.0, **options) -> TritonDetector:
@@ -245,8 +247,9 @@ class TritonDetector(Detector):
         manifest.check_consistency()
         server_batch = int(backbone_cfg.get("max_batch_size") or 1)
         max_batch = min(int(options.pop("max_batch", server_batch)), server_batch)
-        engines = {s.name: TritonEngine(conn, f"{model}_{s.name}", s, server_batch)
-                   for s in manifest.stages}
+        engines: dict[str, Engine] = {s.name: TritonEngine(conn, f"{model}_{s.name}", s,
+                                                           server_batch)
+                                      for s in manifest.stages}
         det = cls(manifest, engines, artifact_dir=Path(f"triton://{url}/{model}"),
                   max_batch=max_batch, **options)
         det.connection = conn
@@ -288,7 +291,7 @@ class TritonDetector(Detector):
         """End every open sequence and stop the request threads."""
         for s in list(self._streams.values()):
             self._end(s)
-        if self.sequences:
+        if isinstance(self.pipeline, SequencePipeline):
             self.pipeline.close()
 
     def __enter__(self) -> TritonDetector:
@@ -304,7 +307,7 @@ class TritonDetector(Detector):
         return [s for s in sessions if not s.finished]
 
     def _end(self, session: StreamSession) -> None:
-        if self.sequences:
+        if isinstance(self.pipeline, SequencePipeline):
             self.pipeline.end(session.clip_state)
         else:
             session.clip_state.state.pop(_END, None)

@@ -21,8 +21,8 @@ import shutil
 import socket
 import stat
 import subprocess
-import sysconfig
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -30,10 +30,11 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from edgevad.cache import cache_dir
 from edgevad.errors import EdgevadError
-from edgevad.package_index import fetch_file
+from edgevad.fetch.cache import cache_dir
+from edgevad.fetch.package_index import fetch_file
 
 __all__ = ["PYTRITON_WHEEL", "LocalTritonServer", "TritonServerError", "tritonserver_dir"]
 
@@ -114,7 +115,7 @@ class LocalTritonServer:
         self.python_version = python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
         self.process: subprocess.Popen | None = None
         self.http_port = self.grpc_port = 0
-        self._log = None
+        self._log: IO[str] | None = None
         self._workdir: Path | None = None
 
     @property

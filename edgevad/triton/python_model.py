@@ -93,7 +93,7 @@ class TritonPythonModel:
         feeds: dict[str, list] = {n: [] for n in self.inputs}
         sizes, seqs = [], []
         for request in requests:
-            n = None
+            n = 0
             for name in self.inputs:
                 x = self._input(request, name)
                 feeds[name].append(x)
@@ -107,7 +107,7 @@ class TritonPythonModel:
         batch = {n: np.concatenate(v, axis=0) for n, v in feeds.items()}
         if self.state_input is not None:
             rows, starts = [], []
-            for corrid, start, end, n in seqs:
+            for corrid, start, _end, n in seqs:
                 prev = None if start else self.states.get(corrid)
                 if prev is None:  # START (or a sequence this instance never saw): the graph
                     start = True  # takes its initial state from this clip
@@ -115,7 +115,8 @@ class TritonPythonModel:
                 rows.append(prev)
                 starts.append(np.full((n, 1), int(start), dtype=np.int32))
             batch[self.state_input] = np.concatenate(rows, axis=0)
-            batch[self.start_input] = np.concatenate(starts, axis=0)
+            if self.start_input is not None:
+                batch[self.start_input] = np.concatenate(starts, axis=0)
         wanted = [o for o in self.onnx_outputs if o in self.outputs or o == self.state_output]
         outs = dict(zip(wanted, self.session.run(wanted, {k: batch[k] for k in self.onnx_inputs})))
         responses, at = [], 0

@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from edgevad import __version__
+from edgevad.artifact.manifest import MANIFEST_FILE, Manifest, StageSpec, TensorSpec, load_manifest
 from edgevad.errors import EdgevadError, MissingDependencyError
-from edgevad.hashing import sha256_file
-from edgevad.manifest import MANIFEST_FILE, Manifest, StageSpec, TensorSpec, load_manifest
+from edgevad.fetch.hashing import sha256_file
 
 __all__ = ["BACKENDS", "INDEX_FILE", "REPOSITORY_FORMAT", "RepositoryOptions", "TritonRepository",
            "TritonRepositoryError", "model_config_pb2", "read_repository", "write_repository"]
@@ -443,6 +443,7 @@ def write_repository(artifact_dir: str | Path, out: str | Path,
         if backend == "tensorrt" and is_seq_head:
             stage_backend = "onnxruntime"  # its START-aware graph has no engine
         if is_seq_head:
+            assert state is not None  # made with the sequence batcher's head
             start_aware_head(artifact / stage.file, vdir / "model.onnx", state["input"],
                              state["initial"])
             config = sequence_head_config(pb, model_name, stage, stage_backend, options, state)
@@ -461,6 +462,7 @@ def write_repository(artifact_dir: str | Path, out: str | Path,
             shutil.copyfile(Path(__file__).with_name("python_model.py"), vdir / "model.py")
             _param(config, "EDGEVAD_SYS_PATH", os.pathsep.join(sys_path))
             if is_seq_head:
+                assert state is not None
                 _param(config, "EDGEVAD_STATE_INPUT", state["input"])
                 _param(config, "EDGEVAD_STATE_OUTPUT", state["output"])
                 _param(config, "EDGEVAD_STATE_DIMS", json.dumps(state["dims"]))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevad.artifact.segments import resample_segments
 from edgevad.errors import EdgevadError
-from edgevad.segments import resample_segments
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ def load_bags(path: str | Path, *, strict: bool = False) -> FeatureBags:
             empty.append(str(names[i]))
             continue
         if k > feats.shape[1]:
-            raise BagFileError(f"{path}: video {names[i]} claims {k} segments, the array holds {feats.shape[1]}")
+            raise BagFileError(f"{path}: video {names[i]} claims {k} segments, the array holds "
+                               f"{feats.shape[1]}")
         bag = feats[i, :k].astype(np.float32)
         problem = _bag_problem(bag)
         if problem:

@@ -3,7 +3,7 @@
 ``evaluate(checkpoint_dir_or_model, bags, out_dir=...)`` scores every usable video, computes
 frame AUC, AP, FAR at the threshold, video AUC and per-class AUC
 (:func:`edgevad_export.evaluation.metrics.frame_report`), and for the ``joint`` head the video
-classification accuracy and confusion matrix over :data:`edgevad.zoo.UCF_CRIME_CLASSES`. It says
+classification accuracy and confusion matrix over :data:`edgevad.artifact.zoo.UCF_CRIME_CLASSES`. It says
 how many videos could not be scored and why (empty bags from failed extraction, refused bags).
 
 Written to ``out_dir`` when given: ``report.json``, ``roc.png``, ``curves/<video>.png`` (scores
@@ -25,6 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from edgevad.artifact import protocols, zoo
+from edgevad.artifact.segments import resample_segments
+from edgevad.errors import EdgevadError
+from edgevad.fetch.hashing import sha256_file
 from edgevad_export.data.bags import FeatureBags, frame_labels, load_bags
 from edgevad_export.evaluation.metrics import (
     VideoScores,
@@ -32,12 +38,6 @@ from edgevad_export.evaluation.metrics import (
     frame_report,
     frame_roc,
 )
-from torch import nn
-
-from edgevad import protocols, zoo
-from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
-from edgevad.segments import resample_segments
 
 
 class ProtocolError(protocols.ProtocolMismatchError):
@@ -52,7 +52,7 @@ def check_protocol(meta_or_model: dict | nn.Module, bags: FeatureBags, *,
                    head: str = "head") -> None:
     """Raise ProtocolError unless the head's training features and the bags share a protocol:
     with a checkpoint's meta and a bag file, every field both record
-    (:func:`edgevad.protocols.differences`: backbone, weights, clip length and stride, geometry,
+    (:func:`edgevad.artifact.protocols.differences`: backbone, weights, clip length and stride, geometry,
     segments); always the feature size.
 
     ``meta_or_model``: a checkpoint's meta (its ``protocol``) or a head module (its
@@ -218,9 +218,9 @@ def evaluate(checkpoint: str | Path | nn.Module, bags: FeatureBags | str | Path,
 
 
 def _named_inputs(feature_file: str | None, checkpoint, meta: dict) -> dict[str, Any]:
-    """The report's inputs, named as :mod:`edgevad.records` names files (never the machine's
+    """The report's inputs, named as :mod:`edgevad.artifact.records` names files (never the machine's
     absolute paths unless asked for), each with its SHA-256."""
-    from edgevad.records import record_path
+    from edgevad.artifact.records import record_path
 
     parts = feature_file.split(" + ") if feature_file else []
     return {
@@ -255,7 +255,7 @@ def save_scores(path: str | Path, bags: FeatureBags, seg_scores: list[np.ndarray
 
 def classification_report(logits: np.ndarray, categories: np.ndarray) -> dict[str, Any]:
     """Video classification accuracy and confusion matrix (rows: true class, columns: predicted),
-    over :data:`edgevad.zoo.UCF_CRIME_CLASSES`; videos of unknown categories are left out."""
+    over :data:`edgevad.artifact.zoo.UCF_CRIME_CLASSES`; videos of unknown categories are left out."""
     classes = list(zoo.UCF_CRIME_CLASSES)
     known = [i for i, c in enumerate(categories) if str(c) in classes]
     true = np.array([classes.index(str(categories[i])) for i in known], dtype=np.int64)
@@ -267,7 +267,8 @@ def classification_report(logits: np.ndarray, categories: np.ndarray) -> dict[st
         "classes": classes,
         "n_videos": len(true),
         "accuracy": float((pred == true).mean()) if len(true) else math.nan,
-        "accuracy_anomalous": float((pred[anomalous] == true[anomalous]).mean()) if anomalous.any() else math.nan,
+        "accuracy_anomalous": (float((pred[anomalous] == true[anomalous]).mean())
+                               if anomalous.any() else math.nan),
         "accuracy_normal": float((pred[~anomalous] == 0).mean()) if (~anomalous).any() else math.nan,
         "confusion": conf.tolist(),
         "left_out": int(len(categories) - len(known)),

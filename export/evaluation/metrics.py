@@ -1,6 +1,6 @@
 """Frame-level metrics of the weakly-supervised protocol (scikit-learn does the maths).
 
-Every frame of a video takes its segment's score (``edgevad.segments``); frames of all test
+Every frame of a video takes its segment's score (``edgevad.artifact.segments``); frames of all test
 videos are pooled; ROC AUC and average precision are computed over frames. The false alarm rate
 is the share of frames of *normal* videos scored above the threshold. Video-level AUC ranks
 videos by their highest segment score.
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from edgevad.segments import segment_scores_to_frames
+from edgevad.artifact.segments import segment_scores_to_frames
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 For each video:
 
-1. frames are decoded with OpenCV (:mod:`edgevad.video`; a corrupt, unreadable or truncated file
+1. frames are decoded with OpenCV (:mod:`edgevad.media.video`; a corrupt, unreadable or truncated file
    is reported by name and skipped, the other videos are still written);
-2. every frame is preprocessed once with the backbone's :class:`~edgevad.zoo.InputGeometry`
-   (:func:`edgevad.preprocess.preprocess_frame`; the motion backbone gets encoded DIS optical
-   flow from :mod:`edgevad.motion` instead);
+2. every frame is preprocessed once with the backbone's :class:`~edgevad.artifact.zoo.InputGeometry`
+   (:func:`edgevad.media.preprocess.preprocess_frame`; the motion backbone gets encoded DIS optical
+   flow from :mod:`edgevad.media.motion` instead);
 3. the frames are cut into clips of ``clip_len`` frames, a new clip every ``stride`` frames
    (both from the geometry unless given). A tail of frames that no full clip covers gets one more
    clip, **padded by repeating the video's last frame**; a video shorter than one clip is a single
@@ -14,7 +14,7 @@ For each video:
 4. the backbone (``forward_features``, ``torch.inference_mode``, batches of clips) gives one
    feature per clip;
 5. clip features are pooled into ``segments`` segments (:func:`pool_segments`): segment i covers
-   frames ``[floor(i*F/S), floor((i+1)*F/S))`` (:func:`edgevad.segments.segment_bounds`, the
+   frames ``[floor(i*F/S), floor((i+1)*F/S))`` (:func:`edgevad.artifact.segments.segment_bounds`, the
    evaluation protocol's split), a clip belongs to the segment holding its centre (the centre of
    its real, unpadded frames), a segment averages its clips, and a segment without a clip takes
    the clip whose centre is nearest to its own.
@@ -25,7 +25,7 @@ The output is the feature-bag ``.npz`` of :mod:`edgevad_export.data.bags` (as
 JSON object that records backbone, weights (name and SHA-256 where known), clip_len, stride,
 geometry, segments and the segment scheme, and the edgevad version (:func:`read_protocol`), and
 ``sources``, a 0-d string array holding a JSON list, one ``{"name", "path", "sha256"}`` per bag
-(:func:`read_sources`): the video each bag was made from, named as :mod:`edgevad.records` names
+(:func:`read_sources`): the video each bag was made from, named as :mod:`edgevad.artifact.records` names
 files (its path relative to the folder or list the user named, never the machine's absolute
 path unless asked for), so a feature file can be checked against the videos anywhere and says
 nothing of the machine that wrote it. ``sources`` is kept apart from ``protocol``: the protocol
@@ -53,14 +53,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevad import __version__, zoo
+from edgevad import __version__
+from edgevad.artifact import zoo
+from edgevad.artifact.records import file_record
+from edgevad.artifact.segments import segment_bounds
+from edgevad.cli.progress import progress_bar
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
-from edgevad.progress import progress_bar
-from edgevad.preprocess import preprocess_frame
-from edgevad.records import file_record
-from edgevad.segments import segment_bounds
-from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
+from edgevad.fetch.hashing import sha256_file
+from edgevad.media.preprocess import preprocess_frame
+from edgevad.media.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class VideoItem:
     category: str | None = None
     named: Path | None = None
     """The input the user named that led to this video (a folder or list file; None: the video
-    itself), the root its record's path is taken from (:func:`edgevad.records.record_path`)."""
+    itself), the root its record's path is taken from (:func:`edgevad.artifact.records.record_path`)."""
 
 
 @dataclass
@@ -576,13 +577,16 @@ def _extract_one(item: VideoItem, model, geometry: zoo.InputGeometry, segments: 
     reader = VideoReader(item.path)
     task = bar.add_task(f"  {item.name}", total=reader.info.n_frames or None)
     if _is_flow(geometry):
-        from edgevad.motion import FLOW_BOUND, FlowEstimator, encode_flow
+        from edgevad.media.motion import FLOW_BOUND, FlowEstimator, encode_flow
 
         estimator = FlowEstimator(size=tuple(geometry.size))
         bound = geometry.flow_bound or FLOW_BOUND
-        prep = lambda frame: encode_flow(estimator(frame), bound)
+
+        def prep(frame):
+            return encode_flow(estimator(frame), bound)
     else:
-        prep = lambda frame: preprocess_frame(frame, geometry)
+        def prep(frame):
+            return preprocess_frame(frame, geometry)
 
     def counted(frames):
         for k, frame in enumerate(frames, 1):

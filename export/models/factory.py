@@ -1,6 +1,6 @@
 """Build registered models, with weights loaded through one path.
 
-Every backbone and head is created here from its ``edgevad.zoo`` spec, so the CLI, the
+Every backbone and head is created here from its ``edgevad.artifact.zoo`` spec, so the CLI, the
 exporters and the tests agree on what a name means. Random weights are never a silent fallback:
 a model without weights is an error that says how to get them, unless ``random_init=True``.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from edgevad import zoo
+from edgevad.artifact import zoo
 from edgevad.errors import WeightsError
 from edgevad_export.weights.checkpoint import read_state_dict
 

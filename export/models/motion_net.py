@@ -1,7 +1,7 @@
 """The DMRM motion stream: a 3D CNN over optical-flow maps instead of RGB.
 
 DMRMs (Dubey et al.) pair appearance features with features of a 3D CNN run on optical flow, the
-(dx, dy) maps ``edgevad.motion.encode_flow`` produces in [-1, 1], input [B, 2, T, 112, 112].
+(dx, dy) maps ``edgevad.media.motion.encode_flow`` produces in [-1, 1], input [B, 2, T, 112, 112].
 
 - ``motion-i3d`` (the default): I3D with a 2-channel stem, initialised from the Kinetics RGB I3D
   by cross-modality pre-training (TSN: the stem's filters averaged over R, G, B and copied to both

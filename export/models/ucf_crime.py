@@ -1,7 +1,7 @@
 """``r3d34-ucf-crime``: 3D ResNet-34 with the UCF-Crime features' clip reshape quirk in the graph.
 
 The UCF-Crime R3D-34 features were made by reshaping each (16, 112, 112, 3) clip to
-(3, 16, 112, 112) instead of transposing it (:mod:`edgevad.ucf_crime`). This backbone takes the
+(3, 16, 112, 112) instead of transposing it (:mod:`edgevad.artifact.ucf_crime`). This backbone takes the
 properly laid out clip the runtime builds, [B, 3, 16, H, W], and reproduces that reshape first,
 so heads trained on those features see the same numbers live. Weights load as ``r3d34``'s (a
 subclass: the state-dict keys are Hara's).

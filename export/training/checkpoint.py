@@ -8,7 +8,7 @@ A checkpoint is a FOLDER::
                       feature_dim, segments, the training feature file and its SHA-256, and
                       under ``extraction`` the file's own extraction record), the
                       data summary, the edgevad version and the loss-log summary. The
-                      feature file is named as :mod:`edgevad.records` names files: as the
+                      feature file is named as :mod:`edgevad.artifact.records` names files: as the
                       user wrote it when relative, by its name when absolute (its SHA-256
                       identifies it), so a shipped checkpoint says nothing of the machine
                       that trained it
@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 import edgevad
-from edgevad import zoo
+from edgevad.artifact import zoo
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
+from edgevad.fetch.hashing import sha256_file
 
 FORMAT = "edgevad-head-checkpoint"
 FORMAT_VERSION = 1
@@ -65,7 +65,7 @@ def save_checkpoint(out_dir: str | Path, model: nn.Module, meta: dict[str, Any])
         if key not in meta:
             raise ValueError(f"checkpoint meta lacks {key!r}")
     if "extraction" not in meta["protocol"]:  # the feature file's own record travels along
-        from edgevad.protocols import extraction_record
+        from edgevad.artifact.protocols import extraction_record
 
         record = extraction_record(meta["protocol"].get("feature_file"))
         if record:
@@ -94,9 +94,9 @@ def save_checkpoint(out_dir: str | Path, model: nn.Module, meta: dict[str, Any])
 
 def portable_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
     """``protocol`` with its feature files (``feature_file``, the motion stream's too; ``"a.npz
-    + b.npz"`` for concatenated splits) named by :func:`edgevad.records.record_path`. Run after
+    + b.npz"`` for concatenated splits) named by :func:`edgevad.artifact.records.record_path`. Run after
     every record that reads the files has been taken: the names may not lead back to them."""
-    from edgevad.records import record_path
+    from edgevad.artifact.records import record_path
 
     out = dict(protocol)
     if isinstance(out.get("feature_file"), str):

@@ -26,7 +26,7 @@ class ConfigError(EdgevadError):
 @dataclass
 class TrainConfig:
     model: str = "mil"
-    """A zoo head name (``edgevad.zoo.list_heads()``)."""
+    """A zoo head name (``edgevad.artifact.zoo.list_heads()``)."""
     backbone: str | None = "r3d34"
     """Backbone that made the features (sizes the head; recorded as the protocol)."""
     feature_dim: int | None = None

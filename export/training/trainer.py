@@ -15,7 +15,7 @@ Sultani et al. and the heads' papers), each a bag of ``segments`` (32) segment f
 ``dam-cov``     is a clip with a t = 1 map ``[1, D]``; its ``prev_map`` is the previous segment's
                 feature, the first segment uses itself, exactly as the runtime feeds a stream.
 ``joint``       :func:`~edgevad_export.models.heads.losses.joint_loss` (0.9 ranking + 0.1 class-
-                weighted cross-entropy), categories mapped to ``edgevad.zoo.UCF_CRIME_CLASSES``.
+                weighted cross-entropy), categories mapped to ``edgevad.artifact.zoo.UCF_CRIME_CLASSES``.
 ``mil-ctx``     :func:`~edgevad_export.models.heads.context.topk_ranking_loss` (the mean of the k
                 top segments ranked, RTFM-style; k = ``config.topk``) on the context head.
 ``mil-dis``     ``topk_ranking_loss`` (and self-training) on the head's ungated ``detection``; its
@@ -40,11 +40,16 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Callable, Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from edgevad.artifact import zoo
+from edgevad.cli.progress import progress_bar
+from edgevad.errors import EdgevadError
+from edgevad.fetch.hashing import sha256_file
 from edgevad_export.data.bags import FeatureBags, load_bags
 from edgevad_export.models.heads import losses
 from edgevad_export.training.checkpoint import (
@@ -53,11 +58,6 @@ from edgevad_export.training.checkpoint import (
     save_checkpoint,
 )
 from edgevad_export.training.config import TrainConfig
-
-from edgevad import zoo
-from edgevad.hashing import sha256_file
-from edgevad.progress import progress_bar
-from edgevad.errors import EdgevadError
 
 log = logging.getLogger(__name__)
 
@@ -439,7 +439,7 @@ def _motion_stream(bags: FeatureBags, motion_bags, segments: int) -> tuple[torch
                             f"(e.g. {', '.join(missing[:3])})")
     stacked = mb.stacked(segments)[[index[n] for n in bags.names]]
     source = Path(mb.source) if mb.source else None
-    from edgevad.protocols import extraction_record
+    from edgevad.artifact.protocols import extraction_record
 
     record = extraction_record(str(source)) if source else None
     return torch.from_numpy(stacked), {
@@ -452,7 +452,7 @@ def _motion_stream(bags: FeatureBags, motion_bags, segments: int) -> tuple[torch
 
 
 def class_index(category: str) -> int:
-    """Index of a UCF-Crime category in ``edgevad.zoo.UCF_CRIME_CLASSES`` (Normal = 0)."""
+    """Index of a UCF-Crime category in ``edgevad.artifact.zoo.UCF_CRIME_CLASSES`` (Normal = 0)."""
     try:
         return zoo.UCF_CRIME_CLASSES.index(str(category))
     except ValueError:

@@ -21,10 +21,12 @@ from typing import Callable
 
 import torch
 
-from edgevad import __version__, package_index, zoo
-from edgevad.cache import cache_dir
-from edgevad.hashing import sha256_file
+from edgevad import __version__
+from edgevad.artifact import zoo
 from edgevad.errors import DownloadError, WeightsError
+from edgevad.fetch import package_index
+from edgevad.fetch.cache import cache_dir
+from edgevad.fetch.hashing import sha256_file
 
 SIDECAR_FORMAT = 1
 

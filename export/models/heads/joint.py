@@ -16,7 +16,7 @@ Our reading of the paper and of the authors' ``model.py``, for ``features [B, S,
   states go through ``relu(FC 24)``, are flattened over the segments and an FC with sigmoid gives
   ``a2 [B, S]``; ``h2 = h1 + h1 * a2`` weights the segments the detector finds telling;
 * classification branch: ``h2`` averaged over segments, ``FC 256 relu -> dropout(0.6) -> FC 14``,
-  logits over :data:`edgevad.zoo.UCF_CRIME_CLASSES` (Normal = 0); the paper applies softmax and a
+  logits over :data:`edgevad.artifact.zoo.UCF_CRIME_CLASSES` (Normal = 0); the paper applies softmax and a
   class-weighted cross-entropy (:func:`edgevad_export.models.heads.losses.joint_loss`).
 
 The paper fed the flattened 7 x 1024 I3D map per segment (7168-D); the zoo's pooled I3D features

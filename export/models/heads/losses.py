@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from edgevad.zoo import UCF_CRIME_CLASSES
+from edgevad.artifact.zoo import UCF_CRIME_CLASSES
 
 _PAIRINGS = ("paired", "all")
 

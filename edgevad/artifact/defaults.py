@@ -19,14 +19,14 @@ import shutil
 from pathlib import Path
 
 from edgevad import __version__
-from edgevad.cache import cache_dir
 from edgevad.errors import EdgevadError, MissingDependencyError
-from edgevad.hashing import sha256_file
+from edgevad.fetch.cache import cache_dir
+from edgevad.fetch.hashing import sha256_file
 
 __all__ = ["DEFAULT_MODEL_DIR", "WEIGHTS", "default_artifact", "default_artifact_dir",
            "default_model_info"]
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 WEIGHTS = "i3d-kinetics400"
 
 
@@ -56,7 +56,7 @@ def default_artifact(progress: bool = True) -> Path:
     Raises :class:`~edgevad.errors.MissingDependencyError` when it must be built and torch is
     not installed, naming the extra to install and the ``--artifacts`` alternative.
     """
-    from edgevad.manifest import ManifestError, load_manifest
+    from edgevad.artifact.manifest import ManifestError, load_manifest
 
     folder = default_artifact_dir()
     if (folder / "manifest.json").is_file():
@@ -97,7 +97,7 @@ def _check_is_default(manifest) -> None:
     """A valid artifact in the default slot must also *be* the default model: its head, the
     shipped head file (by SHA-256) and the registry's I3D weights. Anything else copied there
     would otherwise run, and be reported, as the default."""
-    from edgevad.manifest import ManifestError
+    from edgevad.artifact.manifest import ManifestError
 
     meta = default_model_info()["checkpoint"]
     head_sha = meta.get("weights_sha256") or sha256_file(DEFAULT_MODEL_DIR / "head.pt")

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from edgevad import __version__
+from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
-from edgevad.hashing import sha256_file
-from edgevad.zoo import InputGeometry
+from edgevad.fetch.hashing import sha256_file
 
 __all__ = [
     "FORMAT", "MANIFEST_FILE", "SCHEMA_VERSION", "FileRecord", "Link", "Manifest", "ManifestError",
@@ -64,6 +64,14 @@ def _require(d: Any, key: str, where: str) -> Any:
     if key not in d:
         raise ManifestError(f"{where} lacks {key!r}")
     return d[key]
+
+
+def _score_range(v: Any) -> tuple[float, float]:
+    """``score_range``: two numbers (a JSON list); anything else is malformed (ValueError)."""
+    vals = [float(x) for x in v]
+    if len(vals) != 2:
+        raise ValueError(f"score_range must be two numbers, got {v!r}")
+    return vals[0], vals[1]
 
 
 def _known(cls, d: dict) -> dict:
@@ -108,7 +116,7 @@ class StageSpec:
     """One ONNX graph of the pipeline.
 
     ``role``: ``"backbone"`` (pixels in), ``"motion"`` (encoded flow in) or ``"head"``.
-    ``geometry``: the :class:`~edgevad.zoo.InputGeometry` dict of a pixel stage (None for the
+    ``geometry``: the :class:`~edgevad.artifact.zoo.InputGeometry` dict of a pixel stage (None for the
     head). ``exporter``: ``"dynamo"`` or ``"legacy"`` (the TorchScript exporter, used when the
     dynamo one failed; ``export_note`` says why).
     """
@@ -155,7 +163,8 @@ class StageSpec:
         """The stage's geometry as an :class:`InputGeometry` (JSON lists back to tuples)."""
         if self.geometry is None:
             return None
-        g = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.geometry.items()}
+        g: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
+                             for k, v in self.geometry.items()}
         try:
             return InputGeometry(**g)
         except TypeError as exc:
@@ -449,7 +458,7 @@ class Manifest:
                 files={str(k): FileRecord.from_dict(f, k) for k, f in d["files"].items()},
                 opset=int(d["opset"]),
                 class_names=tuple(d.get("class_names", ())),
-                score_range=tuple(float(x) for x in d.get("score_range", (0.0, 1.0))),
+                score_range=_score_range(d.get("score_range", (0.0, 1.0))),
                 default_threshold=float(d.get("default_threshold", 0.5)),
                 flow=d.get("flow"), calibration=d.get("calibration"), parity=d.get("parity"),
                 export=dict(d.get("export") or {}),
@@ -530,8 +539,8 @@ def onnx_signature(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]
     try:
         import onnx
     except ImportError:
-        onnx = None
-    if onnx is not None:
+        pass  # ONNX Runtime reads the signature (below)
+    else:
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:

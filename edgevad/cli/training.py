@@ -1,6 +1,6 @@
 """Training-side commands of ``edgevad``: extract, train, eval, export.
 
-Registered on the main app by ``edgevad.cli``; each imports ``edgevad_export`` (torch) only when
+Registered on the main app by ``edgevad.cli.main``; each imports ``edgevad_export`` (torch) only when
 it runs, so ``edgevad --help`` stays torch-free. Options default to None and are resolved by the
 library, so an unset flag never overrides a library default.
 """
@@ -88,8 +88,9 @@ def extract_command(
     try:
         report = extract.extract_features(
             inputs, backbone, out, weights=weights, random_init=random_init, resume=resume,
-            progress=progress, feature_map=feature_map, **_given(segments=segments, clip_len=clip_len, stride=stride,
-                                        batch_size=batch_size, device=device))
+            progress=progress, feature_map=feature_map,
+            **_given(segments=segments, clip_len=clip_len, stride=stride, batch_size=batch_size,
+                     device=device))
     except KeyboardInterrupt:
         console.print(f"interrupted: run the same command again to resume (finished videos are "
                       f"kept in {out}.parts/)")
@@ -228,7 +229,7 @@ def calibrate_command(
 ) -> None:
     """Build a calibration set for INT8 export (torch-free): clips sampled across videos and
     preprocessed exactly as the runtime does, or head inputs from feature bags."""
-    from edgevad import zoo
+    from edgevad.artifact import zoo
     from edgevad_calibration import build_from_bags, build_from_videos
 
     head = zoo.get_head(model) if model else None
@@ -268,7 +269,7 @@ def build_engines_command(
     max_batch: int = typer.Option(8, help="Largest batch of the optimisation profile."),
 ) -> None:
     """Build TensorRT engines for an exported artifact on this machine (no torch needed)."""
-    from edgevad.manifest import load_manifest
+    from edgevad.artifact.manifest import load_manifest
     from edgevad_calibration.tensorrt_build import build_artifact_engines
 
     manifest = load_manifest(artifact)

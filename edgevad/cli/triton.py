@@ -8,7 +8,7 @@ default to None and are resolved by :class:`~edgevad.triton.repository.Repositor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
@@ -48,7 +48,7 @@ def triton_command(
     """Write a Triton model repository (backbone, head, ensemble) from an exported artifact."""
     from edgevad.triton.repository import RepositoryOptions, write_repository
 
-    given = {k: v for k, v in dict(
+    given: dict[str, Any] = {k: v for k, v in dict(
         name=name, backend=backend, version=version, max_batch_size=max_batch,
         instances=instances, kind=kind, gpus=tuple(gpus) if gpus else None,
         max_queue_delay_us=queue_delay_us, max_sequence_idle_us=sequence_idle_us,
@@ -92,7 +92,7 @@ def triton_bench_command(
     if url is None and artifacts is None:
         raise EdgevadError("give --url (a Triton server), --artifacts (in-process), or both")
     if source is not None:
-        from edgevad.video import VideoReader
+        from edgevad.media.video import VideoReader
 
         clip = []
         for f in VideoReader(source):
@@ -107,7 +107,7 @@ def triton_bench_command(
     if artifacts is not None:
         modes.append(("in-process", in_process_factory(artifacts)))
         if model is None:
-            from edgevad.manifest import read_manifest
+            from edgevad.artifact.manifest import read_manifest
 
             model = read_manifest(artifacts).head
     if url is not None:

@@ -85,7 +85,7 @@ class AnnotatedVideo:
     def _write(self, frame: np.ndarray) -> None:
         if self._writer is None:
             h, w = frame.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"),
                                            self.fps, (w, h))
             if not self._writer.isOpened():
                 raise OSError(f"OpenCV cannot write {self.path}")

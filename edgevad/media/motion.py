@@ -78,7 +78,7 @@ class FlowEstimator:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
         self.size = (int(size[0]), int(size[1]))
         self.preset = preset
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._dis = cv2.DISOpticalFlow.create(PRESETS[preset])
         if finest_scale is not None:
             if not 0 <= finest_scale <= 4:
                 raise ValueError(f"finest_scale must be in 0..4, got {finest_scale}")
@@ -103,7 +103,8 @@ class FlowEstimator:
         if self._prev is None:
             flow = np.zeros((*self.size, 2), np.float32)
         else:
-            flow = self._dis.calc(self._prev, gray, None)
+            # flow=None: OpenCV allocates the output; its stubs type the argument as required
+            flow = self._dis.calc(self._prev, gray, None)  # type: ignore[call-overload]
         self._prev = gray
         return flow
 
@@ -224,7 +225,7 @@ def motion_boxes(
     threshold = max(float(min_magnitude), float(rel_threshold) * peak)
     if peak <= threshold:
         return []
-    mask = (mag > threshold).astype(np.uint8)
+    mask: np.ndarray = (mag > threshold).astype(np.uint8)
     k = max(3, (min(h, w) // 32) | 1)  # odd kernel, ~3% of the map: 3 px at 112x112
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)

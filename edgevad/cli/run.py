@@ -36,12 +36,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgevad.artifact.records import redact_credentials
 from edgevad.errors import EdgevadError
-from edgevad.records import redact_credentials
 
 if TYPE_CHECKING:  # OpenCV and numpy load when the command runs, not at `edgevad --help`
+    from edgevad.media.sources import FrameSource
     from edgevad.runtime.detector import Detector
-    from edgevad.sources import FrameSource
 
 console = Console()
 
@@ -49,7 +49,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # nothing ran: bad model, bad option value, output folder not writable
 EXIT_USAGE = 2  # typer/click: unknown option, value out of range
 EXIT_SOURCES_FAILED = 3  # some source failed (named in the summary and report.json)
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
+EXIT_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells do
 EXIT_CODES = {EXIT_OK: "every source scored", EXIT_ERROR: "nothing ran (error printed)",
               EXIT_USAGE: "command-line usage error",
               EXIT_SOURCES_FAILED: "one or more sources failed; the others were scored",
@@ -57,7 +57,7 @@ EXIT_CODES = {EXIT_OK: "every source scored", EXIT_ERROR: "nothing ran (error pr
 
 
 def _default_source() -> str:
-    from edgevad.samples import sample_video
+    from edgevad.fetch.samples import sample_video
 
     path = sample_video()
     console.print(f"no SOURCE given: using the sample video {path}")
@@ -65,7 +65,7 @@ def _default_source() -> str:
 
 
 def _default_artifacts() -> Path:
-    from edgevad.defaults import default_artifact
+    from edgevad.artifact.defaults import default_artifact
 
     path = default_artifact(progress=True)
     console.print(f"no --artifacts given: using the default model {path}")
@@ -108,9 +108,9 @@ def run_command(
     Exit status: 0 every source scored; 1 nothing ran; 2 usage; 3 some source failed (the
     others scored; see report.json); 130 SIGINT, 143 SIGTERM (what was read is scored).
     """
+    from edgevad.media.sources import Reconnect, open_sources, unique_names
     from edgevad.runtime.detector import Detector
     from edgevad.runtime.events import EventConfig
-    from edgevad.sources import Reconnect, open_sources, unique_names
 
     _log_to_console()
     specs = list(source) if source else [_default_source()]
@@ -132,6 +132,7 @@ def run_command(
     detector = Detector.load(folder, backend=backend, threads=threads, events=events_cfg,
                              device=device, precision=precision)
     m = detector.manifest
+    assert detector.backend_choice is not None  # Detector.load() records it
     chosen = detector.backend_choice.describe()
     console.print(f"model {m.model.get('name')} ({m.precision}, {chosen} on "
                   f"{next(iter(detector.engines.values())).device}); clip {m.protocol.clip_len} "
@@ -223,7 +224,8 @@ def _run_dir(out: Path, name: str, exist_ok: bool) -> Path:
 
 
 def _entry(spec: str, name: str, status: str, **kw) -> dict:
-    base = {"source": redact_credentials(spec), "name": redact_credentials(name), "kind": kw.pop("kind", None),
+    base = {"source": redact_credentials(spec), "name": redact_credentials(name),
+            "kind": kw.pop("kind", None),
             "status": status, "error": None, "frames": 0, "seconds": 0.0, "first_score_s": None,
             "reconnects": 0, "max_score": None, "events": [], "files": {}}
     base.update(kw)
@@ -237,8 +239,8 @@ def _run_one(detector: Detector, src: FrameSource, out: Path, *, video: bool, pl
     """Score one source; never raises for a fault of the source itself (reported instead)."""
     import numpy as np
 
-    from edgevad.outputs import AnnotatedVideo, ScoreWriter, plot_scores, write_events
-    from edgevad.progress import progress_bar
+    from edgevad.cli.outputs import AnnotatedVideo, ScoreWriter, plot_scores, write_events
+    from edgevad.cli.progress import progress_bar
 
     sid = src.name
     detector.remove(sid)
@@ -255,6 +257,7 @@ def _run_one(detector: Detector, src: FrameSource, out: Path, *, video: bool, pl
         nonlocal first_score_s
         if results and first_score_s is None:
             first_score_s = time.perf_counter() - t0
+        assert writer is not None  # made before the first frame is pushed
         writer.write(results)
         scores.extend(r.score for r in results)
         if annot is not None:

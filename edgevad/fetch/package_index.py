@@ -21,9 +21,13 @@ import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgevad.errors import DownloadError
-from edgevad.hashing import sha256_file
+from edgevad.fetch.hashing import sha256_file
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -174,10 +178,13 @@ def _stream(file: IndexFile, out, progress: bool, root: str) -> str:
     h = hashlib.sha256()
     local = _local_path(file.url)
     try:
-        resp = open(local, "rb") if local is not None else _open(file.url, root)
+        total: int | None
+        if local is not None:
+            resp, total = open(local, "rb"), local.stat().st_size
+        else:
+            resp = _open(file.url, root)
+            total = int(resp.headers.get("Content-Length") or 0) or None
         with resp:
-            total = local.stat().st_size if local is not None else int(
-                resp.headers.get("Content-Length") or 0) or None
             with _progress(file.filename, total, progress) as advance:
                 for block in iter(lambda: resp.read(CHUNK), b""):
                     h.update(block)
@@ -197,7 +204,8 @@ class _progress:
     """A rich download bar, or nothing when ``enabled`` is False."""
 
     def __init__(self, name: str, total: int | None, enabled: bool) -> None:
-        self.name, self.total, self.enabled, self.bar = name, total, enabled, None
+        self.name, self.total, self.enabled = name, total, enabled
+        self.bar: Progress | None = None
 
     def __enter__(self):
         if not self.enabled:
@@ -212,12 +220,12 @@ class _progress:
             TransferSpeedColumn,
         )
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                            TransferSpeedColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task(f"downloading {self.name}", total=self.total)
-        return lambda n: self.bar.advance(task, n)
+        bar = self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TransferSpeedColumn(), TimeRemainingColumn(),
+                                  console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task(f"downloading {self.name}", total=self.total)
+        return lambda n: bar.advance(task, n)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
@@ -241,7 +249,7 @@ def _open(url: str, root: str, accept: str | None = None):
     if accept:
         headers["Accept"] = accept
     if parts.username is not None:
-        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + (
+        url = urllib.parse.urlunsplit(parts._replace(netloc=(parts.hostname or "") + (
             f":{parts.port}" if parts.port else "")))
     creds = urllib.parse.urlsplit(root)
     if creds.username is not None and creds.hostname == parts.hostname:

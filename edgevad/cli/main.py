@@ -16,9 +16,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgevad import __version__, zoo
-from edgevad import cli_bench, cli_run, cli_triton
-from edgevad.cli_training import register, training_side
+from edgevad import __version__
+from edgevad.artifact import zoo
+from edgevad.cli import bench as cli_bench
+from edgevad.cli import run as cli_run
+from edgevad.cli import triton as cli_triton
+from edgevad.cli.training import register, training_side
 from edgevad.errors import EdgevadError
 
 app = typer.Typer(
@@ -58,7 +61,7 @@ def _root(
         "docs/records.md."),
 ) -> None:
     """Edge inference for weakly-supervised video anomaly detection."""
-    from edgevad.records import set_record_paths
+    from edgevad.artifact.records import set_record_paths
 
     set_record_paths(record_paths)  # for this command only: library calls keep their default
     ctx.call_on_close(lambda: set_record_paths(None))
@@ -101,7 +104,7 @@ def _shipped_head(spec: zoo.HeadSpec) -> str:
 @weights_app.command("list")
 def weights_list() -> None:
     """List registered weights and whether they are already in the cache."""
-    from edgevad.cache import cache_dir
+    from edgevad.fetch.cache import cache_dir
 
     table = Table(title=f"Weights (cache: {cache_dir(create=False)})")
     for col in ("name", "backbone", "source", "cached"):

@@ -5,7 +5,7 @@ A head trained on them only transfers to live video through a backbone that repr
 recipe, quirks included:
 
 * frames read with OpenCV, resized to 112x112 (``cv2.resize``, bilinear, no crop), BGR -> RGB,
-  float 0-255 with no mean subtraction (:data:`edgevad.zoo.UCF_CRIME_R3D34_GEOMETRY`);
+  float 0-255 with no mean subtraction (:data:`edgevad.artifact.zoo.UCF_CRIME_R3D34_GEOMETRY`);
 * a video of F frames is cut into segments of ``L = F // 32`` frames starting at
   ``0, L, 2L, ...`` below ``F - L`` (31 to 33 segments); inside a segment, non-overlapping
   16-frame clips start at ``s, s + 16, ...`` below ``s + L - 16`` (a clip never reaches the
@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from edgevad import zoo
+from edgevad.artifact import zoo
 
 PROTOCOL_NAME = "ucf-crime-r3d34"
 BACKBONE = "r3d34-ucf-crime"
@@ -47,7 +47,7 @@ CLIP_SCHEME = ("clip (16, 112, 112, 3) reshaped, not transposed, to (3, 16, 112,
 
 
 def protocol_record() -> dict:
-    """The named protocol as a :class:`edgevad.protocols.FeatureProtocol` dict."""
+    """The named protocol as a :class:`edgevad.artifact.protocols.FeatureProtocol` dict."""
     g = zoo.UCF_CRIME_R3D34_GEOMETRY
     return {"name": PROTOCOL_NAME, "backbone": BACKBONE, "feature_dim": 512,
             "clip_len": g.clip_len, "stride": g.stride, "geometry": g.to_dict(),

@@ -13,7 +13,7 @@ no extraction record) are not compared; the edgevad version is recorded but neve
 
 Named protocols (:data:`NAMED`) describe features made outside edgevad, e.g.
 ``ucf-crime-r3d34``, the upstream recipe of the UCF-Crime R3D-34 features
-(:mod:`edgevad.ucf_crime`). Torch-free.
+(:mod:`edgevad.artifact.ucf_crime`). Torch-free.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from edgevad import ucf_crime, zoo
+from edgevad.artifact import ucf_crime, zoo
 from edgevad.errors import EdgevadError
 
 __all__ = ["FeatureProtocol", "NAMED", "ProtocolMismatchError", "check_compatible",
@@ -63,7 +63,7 @@ class FeatureProtocol:
     clip_len: int | None = None
     stride: int | None = None
     geometry: dict | None = None
-    """:class:`edgevad.zoo.InputGeometry` as a dict: resize, crop, colour, normalisation..."""
+    """:class:`edgevad.artifact.zoo.InputGeometry` as a dict: resize, crop, colour, normalisation..."""
     clip_scheme: str | None = None
     """How clips are cut at the end of a video (and, for named protocols, clip layout quirks)."""
     input: str | None = None
@@ -147,7 +147,9 @@ def feature_file_protocol(path: str | Path) -> FeatureProtocol:
     proto = FeatureProtocol.from_dict(record)
     proto = proto if proto.feature_dim is not None else replace(proto, feature_dim=dim)
     steps = int(record.get("map_steps") or 1)  # clip maps (extract --feature-map): t x D each
-    return replace(proto, feature_dim=proto.feature_dim // steps) if steps > 1 else proto
+    if steps > 1 and proto.feature_dim is not None:
+        return replace(proto, feature_dim=proto.feature_dim // steps)
+    return proto
 
 
 def extraction_record(feature_file: str | None) -> dict | None:
@@ -205,7 +207,7 @@ def backbone_protocol(backbone: str, geometry: zoo.InputGeometry | dict,
 
 
 def weights_identity(record: Any) -> str | None:
-    """The SHA-256 that identifies a manifest :class:`~edgevad.manifest.WeightsRecord` (or its
+    """The SHA-256 that identifies a manifest :class:`~edgevad.artifact.manifest.WeightsRecord` (or its
     dict) as extraction records it; ``"random"`` for random weights."""
     get = record.get if isinstance(record, dict) else lambda k: getattr(record, k, None)
     if get("source") == "random":

@@ -19,8 +19,13 @@ from rich.console import Console
 
 from edgevad.bench.machine import machine_info, versions
 from edgevad.bench.report import build_document, print_report, write_document
-from edgevad.bench.runner import (BenchError, BenchSettings, bench_artifact, check_artifact_dir,
-                                  parse_backends)
+from edgevad.bench.runner import (
+    BenchError,
+    BenchSettings,
+    bench_artifact,
+    check_artifact_dir,
+    parse_backends,
+)
 from edgevad.bench.sources import open_source
 
 # Piped into a file or a script, rich would fold the tables to 80 columns.
@@ -43,8 +48,8 @@ def parse_streams(text: str) -> list[int]:
 def _references(artifacts: list[Path], batch: int, warmup: int, iters: int,
                 threads: int | None) -> list[dict]:
     """One eager record per artifact; artifacts of the same model share one measurement."""
+    from edgevad.artifact.manifest import load_manifest
     from edgevad.bench.reference import eager_reference, torch_available
-    from edgevad.manifest import load_manifest
 
     if not torch_available():
         return [eager_reference(artifacts[0], batch, warmup, iters, threads)]  # the reason
@@ -118,7 +123,8 @@ def bench_command(
     if reference or (reference is None and torch_available()):
         refs = _references(folders, counts[0], warmup, min(iters, 10), threads)
     doc = build_document(machine_info(), versions(), {
-        "backend": backend, "backends": [b.label for b in backends], "providers": list(providers or []), "threads": threads,
+        "backend": backend, "backends": [b.label for b in backends],
+        "providers": list(providers or []), "threads": threads,
         "streams": counts, "source": src.describe(), "warmup": warmup, "iters": iters,
         "max_batch": max_batch, "isolated": isolated}, runs, refs)
     print_report(doc, console)

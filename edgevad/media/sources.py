@@ -1,8 +1,8 @@
 """Where frames come from: a video file, a folder of videos, a camera index or a network stream.
 
 :func:`open_sources` turns what the user typed into :class:`FrameSource` objects, each an
-iterator of ``(frame, timestamp)``. Files decode through :class:`edgevad.video.VideoReader`
-(corrupt files are a :class:`~edgevad.video.VideoError` naming the file); cameras and
+iterator of ``(frame, timestamp)``. Files decode through :class:`edgevad.media.video.VideoReader`
+(corrupt files are a :class:`~edgevad.media.video.VideoError` naming the file); cameras and
 RTSP/HTTP URLs through ``cv2.VideoCapture`` with wall-clock timestamps. Decoding runs on its own
 thread with a bounded queue, so decode and inference overlap (two cores do both).
 
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edgevad.errors import EdgevadError
-from edgevad.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
+from edgevad.media.video import VIDEO_EXTENSIONS, VideoError, VideoReader, list_videos
 
 __all__ = ["FrameSource", "Reconnect", "SourceError", "open_sources", "unique_names"]
 

@@ -102,7 +102,7 @@ def file_record(path: str | Path, *, named: str | Path | None = None, sha256: st
                 mode: str | None = None, **extra) -> dict:
     """``{"name", "path", "sha256", **extra}`` of a file (``sha256`` computed unless given);
     ``path`` is left out where it would only repeat ``name``."""
-    from edgevad.hashing import sha256_file
+    from edgevad.fetch.hashing import sha256_file
 
     p = Path(path)
     where = record_path(p, named=named, mode=mode)
@@ -133,10 +133,10 @@ def distinct_paths(paths: Iterable[str | Path], mode: str | None = None) -> dict
     """``{path: how a record names it}`` for paths that must stay told apart (the artifacts a
     bench compares): :func:`record_path`, except that absolute paths keep as many trailing
     folders as it takes to differ (``/tmp/a/art``, ``/tmp/b/art`` -> ``a/art``, ``b/art``)."""
-    paths = list(dict.fromkeys(str(p) for p in paths))
-    out = {p: record_path(p, mode=mode) for p in paths}
+    names = list(dict.fromkeys(str(p) for p in paths))
+    out = {p: record_path(p, mode=mode) for p in names}
     if record_paths(mode) == "relative":
-        absolute = [p for p in paths if _is_absolute(p)]
+        absolute = [p for p in names if _is_absolute(p)]
         for p in absolute:
             parts = Path(p).parts[1:] or (Path(p).name,)
             for n in range(1, len(parts) + 1):

@@ -155,19 +155,21 @@ def _tolerance(name: str, atol: float, rtol: float,
 
 
 def _compare_one(name: str, ref: object, cand: object, tol: Tolerance) -> OutputComparison:
-    base = {"name": name, "atol": tol.atol, "rtol": tol.rtol}
     ref = np.asarray(ref)
     if cand is None:
-        return OutputComparison(passed=False, shape=tuple(ref.shape), size=int(ref.size),
-                                error="missing from the candidate", **base)
+        return OutputComparison(name=name, atol=tol.atol, rtol=tol.rtol, passed=False,
+                                shape=tuple(ref.shape), size=int(ref.size),
+                                error="missing from the candidate")
     cand = np.asarray(cand)
     if ref.shape != cand.shape:
-        return OutputComparison(passed=False, shape=tuple(ref.shape), size=int(ref.size),
+        return OutputComparison(name=name, atol=tol.atol, rtol=tol.rtol, passed=False,
+                                shape=tuple(ref.shape), size=int(ref.size),
                                 error=f"shape {tuple(cand.shape)} != reference "
-                                      f"{tuple(ref.shape)}", **base)
+                                      f"{tuple(ref.shape)}")
     if ref.size == 0:
-        return OutputComparison(passed=True, shape=tuple(ref.shape), max_abs=0.0, mean_abs=0.0,
-                                median_abs=0.0, p99_abs=0.0, max_rel=0.0, **base)
+        return OutputComparison(name=name, atol=tol.atol, rtol=tol.rtol, passed=True,
+                                shape=tuple(ref.shape), max_abs=0.0, mean_abs=0.0,
+                                median_abs=0.0, p99_abs=0.0, max_rel=0.0)
     r = ref.astype(np.float64, copy=False)
     c = cand.astype(np.float64, copy=False)
     close = np.isclose(c, r, atol=tol.atol, rtol=tol.rtol, equal_nan=True)
@@ -181,6 +183,7 @@ def _compare_one(name: str, ref: object, cand: object, tol: Tolerance) -> Output
         rel = np.where(diff == 0, 0.0, diff / np.abs(r))
     flat = diff.reshape(-1)
     return OutputComparison(
+        name=name, atol=tol.atol, rtol=tol.rtol,
         passed=bool(close.all()),
         shape=tuple(ref.shape),
         max_abs=float(flat.max()),
@@ -190,7 +193,6 @@ def _compare_one(name: str, ref: object, cand: object, tol: Tolerance) -> Output
         max_rel=float(np.nanmax(rel)),
         mismatches=int((~close).sum()),
         size=int(ref.size),
-        **base,
     )
 
 

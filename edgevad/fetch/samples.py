@@ -15,10 +15,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevad.cache import cache_dir
 from edgevad.errors import DownloadError
-from edgevad.hashing import sha256_file
-from edgevad.package_index import fetch_file
+from edgevad.fetch.cache import cache_dir
+from edgevad.fetch.hashing import sha256_file
+from edgevad.fetch.package_index import fetch_file
 
 __all__ = ["SAMPLES", "Sample", "sample_video"]
 

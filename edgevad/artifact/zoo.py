@@ -57,7 +57,7 @@ class InputGeometry:
     channels: int = 3
     layout: str = "NCTHW"
     flow_bound: float | None = None
-    """Optical-flow inputs only: px/frame at the working size mapped to +-1 (``edgevad.motion``)."""
+    """Optical-flow inputs only: px/frame at the working size mapped to +-1 (``edgevad.media.motion``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,7 +114,7 @@ class HeadSpec:
             return None
         from pathlib import Path
 
-        return Path(__file__).resolve().parent / self.default_checkpoint
+        return Path(__file__).resolve().parents[1] / self.default_checkpoint
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ UCF_CRIME_R3D34_GEOMETRY = InputGeometry(
     clip_len=16, stride=16, size=(112, 112), resize=None, crop="none", color="rgb",
     scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
 )
-"""The UCF-Crime R3D-34 features' upstream recipe (``edgevad.ucf_crime``): the whole frame resized
+"""The UCF-Crime R3D-34 features' upstream recipe (``edgevad.artifact.ucf_crime``): the whole frame resized
 to 112x112, RGB 0-255, no mean subtraction; the clip's reshape quirk is in the backbone graph."""
 
 FLOW_GEOMETRY = InputGeometry(
@@ -252,7 +252,7 @@ FLOW_GEOMETRY = InputGeometry(
     scale=1.0, mean=(0.0, 0.0), std=(1.0, 1.0), channels=2, flow_bound=5.0,
 )
 """Motion stream: DIS optical flow at 112x112 between consecutive grey frames, two channels
-(dx, dy) clipped to +-flow_bound and scaled to [-1, 1] by ``edgevad.motion``."""
+(dx, dy) clipped to +-flow_bound and scaled to [-1, 1] by ``edgevad.media.motion``."""
 
 
 # --- Backbones ------------------------------------------------------------------------------------

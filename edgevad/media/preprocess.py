@@ -1,4 +1,4 @@
-"""Frame preprocessing exactly as an :class:`edgevad.zoo.InputGeometry` says (numpy + OpenCV).
+"""Frame preprocessing exactly as an :class:`edgevad.artifact.zoo.InputGeometry` says (numpy + OpenCV).
 
 Shared by offline feature extraction (``edgevad_export.extraction``) and the runtime's clip
 buffer, so a head trained on extracted features sees the same pixels live. No torch here.
@@ -27,13 +27,14 @@ frame costs 0.8 ms); converting to float first and resizing floats costs 1.7-2 m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from edgevad.zoo import InputGeometry
+from edgevad.artifact.zoo import InputGeometry
 
 __all__ = ["FramePlan", "check_frame", "frame_plan", "preprocess_frame", "resized_shape"]
 
@@ -104,7 +105,7 @@ def frame_plan(geometry: InputGeometry) -> FramePlan:
         raise ValueError(
             f"geometry wants {geometry.channels} input channels but color {geometry.color!r} gives "
             f"{channels}: this is not a pixel geometry (the motion stream's flow maps come from "
-            "edgevad.motion, not from preprocess_frame)"
+            "edgevad.media.motion, not from preprocess_frame)"
         )
     r = geometry.resize
     if r is not None and not isinstance(r, (int, np.integer)):
@@ -165,6 +166,7 @@ def preprocess_frame(frame_bgr: np.ndarray, geometry: InputGeometry,
         out = np.empty((plan.channels, th, tw), dtype=np.float32)
     elif out.shape != (plan.channels, th, tw) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {(plan.channels, th, tw)}, got {out.dtype} {out.shape}")
+    planes: Sequence[np.ndarray]
     if plan.gray:
         planes = [cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)]
     else:
