@@ -82,11 +82,46 @@ CANDIDATES: dict[str, dict] = {
     "mil-dis+flip": {"train": {"model": "mil-dis", "topk": 3, "self_training": True,
                                "head_kwargs": {"hidden": 128}}, "augment": ["flip"]},
     "mil-ctx+flip+shift": {"train": {}, "augment": ["flip", "shift"]},
+    # motion cue (benchmarks/ped2_flow.py): per-clip flow-magnitude statistics
+    "motion-mil": {"train": {"model": "mil", "backbone": None, "topk": 3,
+                             "head_kwargs": {"standardize": True, "hidden": 32,
+                                             "bottleneck": 8}},
+                   "pool": "none+120x180"},
+    "motion-mil@112": {"train": {"model": "mil", "backbone": None, "topk": 3,
+                                 "head_kwargs": {"standardize": True, "hidden": 32,
+                                                 "bottleneck": 8}},
+                       "pool": "none+112"},
+    "motion-mil@240x360": {"train": {"model": "mil", "backbone": None, "topk": 3,
+                                     "head_kwargs": {"standardize": True, "hidden": 32,
+                                                     "bottleneck": 8}},
+                           "pool": "none+240x360"},
+    "motion-mil+self": {"train": {"model": "mil", "backbone": None, "topk": 3,
+                                  "self_training": True,
+                                  "head_kwargs": {"standardize": True, "hidden": 32,
+                                                  "bottleneck": 8}},
+                        "pool": "none+120x180"},
+    "motion-mil@240x360+self": {"train": {"model": "mil", "backbone": None, "topk": 3,
+                                          "self_training": True,
+                                          "head_kwargs": {"standardize": True, "hidden": 32,
+                                                          "bottleneck": 8}},
+                                "pool": "none+240x360"},
+    "mil-ctx|motion-mil": {"ensemble": ["mil-ctx", "motion-mil"], "combine": "mean"},
+    "mil-ctx|motion-mil (geomean)": {"ensemble": ["mil-ctx", "motion-mil"],
+                                     "combine": "geomean"},
+    "mil+motion": {"train": {"model": "mil", "backbone": None, "topk": 3,
+                             "head_kwargs": {"standardize": True, "hidden": 128}},
+                   "pool": "mean+120x180"},
+    "mil-dis+motion": {"train": {"model": "mil-dis", "backbone": None, "topk": 3,
+                                 "self_training": True, "head_kwargs": {"hidden": 128}},
+                       "pool": "mean+120x180"},
 }
 """Candidate name -> ``train``: TrainConfig settings over ``RECIPE``; ``augment``: extra training
 views of every training video (``flip``: mirrored frames; ``shift``: the clips a stride-4 cut adds,
 i.e. the clip grid moved by 4 frames); ``pool``: ``mean`` (I3D's ``forward_features``, default),
-``max`` (spatial maximum) or ``meanmax`` (both, 2048-D)."""
+``max`` (spatial maximum) or ``meanmax`` (both, 2048-D), ``+SIZE`` appends the 7 motion
+statistics of :func:`motion_clip_features` at a ``benchmarks/ped2_flow.py`` size (``none+SIZE``:
+motion alone); ``ensemble``: no training of its own, the members' segment scores combined
+(``combine``: ``mean``, ``geomean`` or ``max``), i.e. both heads running side by side."""
 MEASURED = ["mil-ctx", "mil-dis", "mil-ctx+meanmax", "mil", "mil-ctx+flip", "mil-dis+flip"]
 """The candidates measured for docs/ped2_weak_split.md (``mil-ctx+flip+shift`` needs job 3 of
 ``benchmarks/ped2_clips.py``, not run yet)."""
@@ -104,11 +139,52 @@ def segment_features(work: Path, split: str, name: str, view: str, cut: str, poo
     with np.load(clip_file(work, split, name, view, cut)) as d:
         arrays = {k: d[k] for k in d.files}
     idx = select_clips(arrays, cut)
-    feats = {"mean": arrays["mean"], "max": arrays["max"],
-             "meanmax": np.concatenate([arrays["mean"], arrays["max"]], axis=1)}[pool][idx]
+    appearance, _, motion = pool.partition("+")
+    feats = {"mean": arrays["mean"], "max": arrays["max"], "none": None,
+             "meanmax": np.concatenate([arrays["mean"], arrays["max"]], axis=1)}[appearance]
+    if motion:
+        flow = motion_clip_features(work, split, name, motion, arrays["start"],
+                                    int(arrays["n_frames"]))
+        feats = flow if feats is None else np.concatenate([feats, flow], axis=1)
+    feats = feats[idx]
     centres = [clip_centre(int(s), int(r)) for s, r in zip(arrays["start"][idx], arrays["real"][idx])]
     n_frames = int(arrays["n_frames"])
     return pool_segments(feats, centres, n_frames, segments), n_frames
+
+
+MOTION_PERCENTILES = (50, 90, 95, 99, 99.9)
+
+
+def frame_motion_stats(mag: np.ndarray) -> np.ndarray:
+    """[n_frames, 7] per-frame statistics of a flow-magnitude map [n_frames, h, w]: its
+    ``MOTION_PERCENTILES``, maximum and mean (working-size pixels per frame)."""
+    flat = mag.reshape(len(mag), -1).astype(np.float32)
+    return np.concatenate([np.percentile(flat, MOTION_PERCENTILES, axis=1).T,
+                           flat.max(axis=1, keepdims=True), flat.mean(axis=1, keepdims=True)],
+                          axis=1)
+
+
+_MOTION_CACHE: dict = {}
+
+
+def motion_clip_features(work: Path, split: str, name: str, size: str, starts: np.ndarray,
+                         n_frames: int) -> np.ndarray:
+    """[K, 7] motion feature of each clip (``starts``): :func:`frame_motion_stats` of the flow
+    maps of ``benchmarks/ped2_flow.py`` at ``size``, averaged over the clip's 16 frames (a padded
+    tail clip repeats its last frame, as the I3D clip does). A mirrored view has the same
+    magnitudes, so every view of a video shares its motion features."""
+    from ped2_clips import CLIP_LEN
+    from ped2_flow import flow_file
+
+    key = (str(work), split, name, size)
+    if key not in _MOTION_CACHE:
+        with np.load(flow_file(work, split, name, size)) as d:
+            _MOTION_CACHE[key] = frame_motion_stats(d["mag"])
+    stats = _MOTION_CACHE[key]
+    if len(stats) != n_frames:
+        raise ValueError(f"{split}/{name}: {len(stats)} flow frames, {n_frames} video frames")
+    return np.stack([stats[np.minimum(np.arange(s, s + CLIP_LEN), n_frames - 1)].mean(axis=0)
+                     for s in np.asarray(starts, dtype=int)])
 
 
 def make_bags(work: Path, videos, candidate: dict, segments: int, *, train: bool):
@@ -217,24 +293,51 @@ class RunCache:
 MODES = ("live", "bag")
 
 
+def video_frames(work: Path, videos) -> dict[str, int]:
+    out = {}
+    for split, name in videos:
+        with np.load(clip_file(work, split, name, "orig", "s8")) as d:
+            out[video_key(split, name)] = int(d["n_frames"])
+    return out
+
+
+def run(name: str, part: str, seed: int, train_videos, test_videos, work: Path,
+        cache: RunCache) -> dict:
+    """Segment scores of ``test_videos`` by candidate ``name`` trained on ``train_videos``
+    (cached under ``name|part|s<seed>``). An ``ensemble`` candidate trains nothing of its own:
+    it combines its members' runs of the same part and seed (each trained and cached as the
+    member itself), segment by segment, as a runtime running both heads would."""
+    cand = CANDIDATES[name]
+    if "ensemble" in cand:
+        members = [run(m, part, seed, train_videos, test_videos, work, cache)
+                   for m in cand["ensemble"]]
+        combine = {"mean": lambda a: np.mean(a, axis=0),
+                   "geomean": lambda a: np.exp(np.mean(np.log(np.clip(a, 1e-9, 1)), axis=0)),
+                   "max": lambda a: np.max(a, axis=0)}[cand.get("combine", "mean")]
+        return {m: {k: [round(float(v), 6) for v in combine(np.array([r[m][k] for r in members]))]
+                    for k in members[0][m]} for m in MODES}
+    seg = config_for(cand, 0, 1)["segments"]
+    n_anom = sum(split == "testing" for split, _ in train_videos)
+
+    def fit() -> dict:
+        return fit_and_score(config_for(cand, seed, n_anom),
+                             make_bags(work, train_videos, cand, seg, train=True),
+                             make_bags(work, test_videos, cand, seg, train=False),
+                             work / "runs" / f"{name}-{part}-s{seed}")
+    return cache.get(f"{name}|{part}|s{seed}", fit)
+
+
 def validate(name: str, work: Path, seeds, cache: RunCache, labels: dict) -> dict:
     """Inner 3-fold cross-validation on the training videos: pooled AUC per seed and mode."""
-    cand = CANDIDATES[name]
-    seg = config_for(cand, 0, 1)["segments"]
     per_seed: dict[str, list[float]] = {m: [] for m in MODES}
     for seed in seeds:
         scores, n_frames = {m: {} for m in MODES}, {}
         for k, held in enumerate(INNER):
             rest = [v for v in TRAIN_VIDEOS if v not in held]
-            train_bags = make_bags(work, rest, cand, seg, train=True)
-            test_bags = make_bags(work, held, cand, seg, train=False)
-            n_anom = sum(split == "testing" for split, _ in rest)
-            got = cache.get(f"{name}|val{k}|s{seed}", lambda: fit_and_score(
-                config_for(cand, seed, n_anom), train_bags, test_bags,
-                work / "runs" / f"{name}-val{k}-s{seed}"))
+            got = run(name, f"val{k}", seed, rest, held, work, cache)
             for m in MODES:
                 scores[m].update(got[m])
-            n_frames.update({str(n): int(f) for n, f in zip(test_bags.names, test_bags.n_frames)})
+            n_frames.update(video_frames(work, held))
         for m in MODES:
             per_seed[m].append(pooled_auc(scores[m], n_frames, labels))
     return {m: {"per_seed": per_seed[m], "mean": float(np.mean(per_seed[m]))} for m in MODES}
@@ -242,15 +345,9 @@ def validate(name: str, work: Path, seeds, cache: RunCache, labels: dict) -> dic
 
 def test(name: str, work: Path, seeds, cache: RunCache, labels: dict) -> dict:
     """Train on the 10 training videos, score the 18 test videos: pooled AUC per seed."""
-    cand = CANDIDATES[name]
-    seg = config_for(cand, 0, 1)["segments"]
-    train_bags = make_bags(work, TRAIN_VIDEOS, cand, seg, train=True)
-    test_bags = make_bags(work, TEST_VIDEOS, cand, seg, train=False)
-    n_frames = {str(n): int(f) for n, f in zip(test_bags.names, test_bags.n_frames)}
+    n_frames = video_frames(work, TEST_VIDEOS)
     out = {}
-    runs = [cache.get(f"{name}|test|s{seed}", lambda: fit_and_score(
-        config_for(cand, seed, len(TRAIN_ANOMALOUS)), train_bags, test_bags,
-        work / "runs" / f"{name}-test-s{seed}")) for seed in seeds]
+    runs = [run(name, "test", seed, TRAIN_VIDEOS, TEST_VIDEOS, work, cache) for seed in seeds]
     for m in MODES:
         aucs = [pooled_auc(r[m], n_frames, labels) for r in runs]
         inside = [pooled_auc({k: v for k, v in r[m].items() if k.startswith("testing/")},

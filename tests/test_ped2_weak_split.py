@@ -96,3 +96,37 @@ def test_live_scores_see_no_future_segment():
         changed[5:] += 1.0
         np.testing.assert_allclose(ped2_weak_split.live_scores(model, head, changed)[:5],
                                    live[:5], rtol=1e-5)
+
+
+def test_motion_features_on_real_ped2_frames(shared_data, tmp_path):
+    """The motion cue of the weak-split study on a real Ped2 video (testing/02, a training video
+    of the split): the live flow estimator's first frame has no flow, a clip's feature is the mean
+    of its 16 frames' statistics (a padded tail repeats the last frame), and frames labelled
+    anomalous (a cyclist) move faster than the walkers-only frames of the same video."""
+    import json
+
+    import ped2_flow
+
+    video = shared_data / "ped2" / "testing" / "02.mp4"
+    mag = ped2_flow.magnitude_maps(video, ped2_flow.SIZES["120x180"])
+    n = len(mag)
+    assert mag.shape[1:] == (120, 180) and mag.dtype == np.float16
+    assert not mag[0].any() and mag[1:].any()
+    out = ped2_flow.flow_file(tmp_path, "testing", "02", "120x180")
+    out.parent.mkdir(parents=True)
+    np.savez(out, mag=mag)
+
+    stats = ped2_weak_split.frame_motion_stats(mag)
+    assert stats.shape == (n, 7)
+    assert (np.diff(stats[:, :6], axis=1) >= 0).all()  # percentiles rise to the maximum
+    starts = np.array([0, 8, n - 8])
+    clips = ped2_weak_split.motion_clip_features(tmp_path, "testing", "02", "120x180", starts, n)
+    np.testing.assert_allclose(clips[1], stats[8:24].mean(axis=0), rtol=1e-6)
+    tail = np.concatenate([stats[n - 8:], np.repeat(stats[-1:], 8, axis=0)])
+    np.testing.assert_allclose(clips[2], tail.mean(axis=0), rtol=1e-6)
+
+    labels = np.asarray(json.loads((shared_data / "ped2" / "test_frame_labels.json")
+                                   .read_text())["02"], bool)
+    assert labels.any() and (~labels).any()
+    p99 = stats[:, 3]
+    assert np.median(p99[labels]) > 1.5 * np.median(p99[~labels][1:])
