@@ -105,9 +105,15 @@ CANDIDATES: dict[str, dict] = {
                                           "head_kwargs": {"standardize": True, "hidden": 32,
                                                           "bottleneck": 8}},
                                 "pool": "none+240x360"},
+    "normality": {"normality": "both"},
+    "motion-normality": {"normality": "both", "pool": "none+120x180"},
+    "motion-normality-upper": {"normality": "upper", "pool": "none+120x180"},
+    "motion-normality@240x360": {"normality": "both", "pool": "none+240x360"},
     "mil-ctx|motion-mil": {"ensemble": ["mil-ctx", "motion-mil"], "combine": "mean"},
     "mil-ctx|motion-mil (geomean)": {"ensemble": ["mil-ctx", "motion-mil"],
                                      "combine": "geomean"},
+    "motion-normality@240x360|mil-ctx": {"ensemble": ["motion-normality@240x360", "mil-ctx"],
+                                         "combine": "geomean"},
     "mil+motion": {"train": {"model": "mil", "backbone": None, "topk": 3,
                              "head_kwargs": {"standardize": True, "hidden": 128}},
                    "pool": "mean+120x180"},
@@ -121,10 +127,16 @@ i.e. the clip grid moved by 4 frames); ``pool``: ``mean`` (I3D's ``forward_featu
 ``max`` (spatial maximum) or ``meanmax`` (both, 2048-D), ``+SIZE`` appends the 7 motion
 statistics of :func:`motion_clip_features` at a ``benchmarks/ped2_flow.py`` size (``none+SIZE``:
 motion alone); ``ensemble``: no training of its own, the members' segment scores combined
-(``combine``: ``mean``, ``geomean`` or ``max``), i.e. both heads running side by side."""
-MEASURED = ["mil-ctx", "mil-dis", "mil-ctx+meanmax", "mil", "mil-ctx+flip", "mil-dis+flip"]
+(``combine``: ``mean``, ``geomean`` or ``max``), i.e. both heads running side by side;
+``normality``: no head, :func:`normality_scores` (BN-WVAD's distance from normal statistics)."""
+MEASURED = ["mil-ctx", "mil-dis", "mil-ctx+meanmax", "mil", "mil-ctx+flip", "mil-dis+flip",
+            "normality", "motion-mil@112", "motion-mil", "motion-mil@240x360", "motion-mil+self",
+            "motion-mil@240x360+self", "mil+motion", "mil-dis+motion", "mil-ctx|motion-mil",
+            "mil-ctx|motion-mil (geomean)", "motion-normality", "motion-normality-upper",
+            "motion-normality@240x360", "motion-normality@240x360|mil-ctx"]
 """The candidates measured for docs/ped2_weak_split.md (``mil-ctx+flip+shift`` needs job 3 of
-``benchmarks/ped2_clips.py``, not run yet)."""
+``benchmarks/ped2_clips.py``, not run yet; the motion candidates need
+``benchmarks/ped2_flow.py``)."""
 
 
 def video_key(split: str, name: str) -> str:
@@ -259,6 +271,25 @@ def fit_and_score(settings: dict, train_bags, test_bags, folder: Path) -> dict[s
             "live": {str(n): rounded(s) for n, s in zip(test_bags.names, live)}}
 
 
+def normality_scores(candidate: dict, train_bags, test_bags) -> dict[str, dict]:
+    """BN-WVAD's normality prior on its own (Zhou et al., CVPR 2023, without their ranking head):
+    a segment's squared distance from the per-dimension statistics of the *normal* training
+    bags' segments (what a BatchNorm layer's running mean and variance hold after seeing normal
+    features), averaged over dimensions; ``normality: "upper"`` counts only dimensions above the
+    normal mean (faster than usual, for motion statistics). Needs only video labels (which
+    training videos are normal); a segment's score is its own, so bag and live scores agree."""
+    normal = np.concatenate([f for f, y in zip(train_bags.features, train_bags.labels) if not y])
+    mean, std = normal.mean(axis=0), normal.std(axis=0) + 1e-6
+    out = {}
+    for n, f in zip(test_bags.names, test_bags.features):
+        z = (np.asarray(f) - mean) / std
+        if candidate["normality"] == "upper":
+            z = np.maximum(z, 0.0)
+        d = (z ** 2).mean(axis=1)
+        out[str(n)] = [round(float(v), 6) for v in d / (1.0 + d)]  # monotone, into [0, 1)
+    return {"bag": out, "live": out}
+
+
 def pooled_auc(scores: dict[str, list[float]], n_frames: dict[str, int], labels: dict) -> float:
     from edgevad_export.evaluation.metrics import VideoScores, frame_report
 
@@ -318,6 +349,10 @@ def run(name: str, part: str, seed: int, train_videos, test_videos, work: Path,
                     for k in members[0][m]} for m in MODES}
     seg = config_for(cand, 0, 1)["segments"]
     n_anom = sum(split == "testing" for split, _ in train_videos)
+    if "normality" in cand:  # no training and no seed: one run serves every seed
+        return cache.get(f"{name}|{part}", lambda: normality_scores(
+            cand, make_bags(work, train_videos, cand, seg, train=True),
+            make_bags(work, test_videos, cand, seg, train=False)))
 
     def fit() -> dict:
         return fit_and_score(config_for(cand, seed, n_anom),

@@ -130,3 +130,31 @@ def test_motion_features_on_real_ped2_frames(shared_data, tmp_path):
     assert labels.any() and (~labels).any()
     p99 = stats[:, 3]
     assert np.median(p99[labels]) > 1.5 * np.median(p99[~labels][1:])
+
+
+def test_normality_scores_use_only_the_normal_training_bags():
+    """BN-WVAD's prior as the study computes it: statistics from the normal training bags only
+    (anomalous training bags change nothing), a segment far from them scores higher, the score
+    is per segment (bag = live) and in [0, 1)."""
+    from edgevad_export.data.bags import FeatureBags
+
+    rng = np.random.default_rng(0)
+
+    def bags(feats, labels):
+        labels = np.asarray(labels, bool)
+        return FeatureBags(features=feats, names=np.asarray([f"v{i}" for i in range(len(feats))]),
+                           labels=labels, categories=np.where(labels, "Anomaly", "Normal"),
+                           n_frames=np.full(len(feats), 40, np.int64))
+
+    normal = [rng.normal(0, 1, (4, 7)) for _ in range(3)]
+    test = bags([np.stack([np.zeros(7), np.full(7, 4.0)])], [True])
+    a = ped2_weak_split.normality_scores({"normality": "both"}, bags(normal, [0, 0, 0]), test)
+    b = ped2_weak_split.normality_scores(
+        {"normality": "both"}, bags(normal + [rng.normal(50, 9, (4, 7))], [0, 0, 0, 1]), test)
+    assert a == b and a["bag"] == a["live"]
+    near, far = a["bag"]["v0"]
+    assert 0 <= near < far < 1
+    upper = ped2_weak_split.normality_scores(
+        {"normality": "upper"}, bags(normal, [0, 0, 0]),
+        bags([np.stack([np.full(7, -4.0), np.full(7, 4.0)])], [True]))["bag"]["v0"]
+    assert upper[0] < 0.5 < upper[1]  # below the normal mean does not count as anomalous
