@@ -109,6 +109,16 @@ CANDIDATES: dict[str, dict] = {
     "motion-normality": {"normality": "both", "pool": "none+120x180"},
     "motion-normality-upper": {"normality": "upper", "pool": "none+120x180"},
     "motion-normality@240x360": {"normality": "both", "pool": "none+240x360"},
+    "motion-normality@240x360 (32 segments)": {"normality": "both", "pool": "none+240x360",
+                                               "train": {"segments": 32}},
+    "motion-mil+self (32 segments)": {"train": {"model": "mil", "backbone": None, "topk": 3,
+                                                "segments": 32, "self_training": True,
+                                                "head_kwargs": {"standardize": True,
+                                                                "hidden": 32, "bottleneck": 8}},
+                                      "pool": "none+120x180"},
+    "motion-normality@240x360|motion-mil@240x360+self": {
+        "ensemble": ["motion-normality@240x360", "motion-mil@240x360+self"],
+        "combine": "geomean"},
     "mil-ctx|motion-mil": {"ensemble": ["mil-ctx", "motion-mil"], "combine": "mean"},
     "mil-ctx|motion-mil (geomean)": {"ensemble": ["mil-ctx", "motion-mil"],
                                      "combine": "geomean"},
@@ -133,7 +143,9 @@ MEASURED = ["mil-ctx", "mil-dis", "mil-ctx+meanmax", "mil", "mil-ctx+flip", "mil
             "normality", "motion-mil@112", "motion-mil", "motion-mil@240x360", "motion-mil+self",
             "motion-mil@240x360+self", "mil+motion", "mil-dis+motion", "mil-ctx|motion-mil",
             "mil-ctx|motion-mil (geomean)", "motion-normality", "motion-normality-upper",
-            "motion-normality@240x360", "motion-normality@240x360|mil-ctx"]
+            "motion-normality@240x360", "motion-normality@240x360|mil-ctx",
+            "motion-normality@240x360 (32 segments)", "motion-mil+self (32 segments)",
+            "motion-normality@240x360|motion-mil@240x360+self"]
 """The candidates measured for docs/ped2_weak_split.md (``mil-ctx+flip+shift`` needs job 3 of
 ``benchmarks/ped2_clips.py``, not run yet; the motion candidates need
 ``benchmarks/ped2_flow.py``)."""
@@ -383,11 +395,12 @@ def leave_one_out(name: str, work: Path, labels: dict) -> float:
     training, so 10 folds cost nothing): each video scored from the statistics of the normal
     videos among the other 9; pooled frame AUC. A check of the 3-fold choice's fold noise."""
     cand = CANDIDATES[name]
+    seg = config_for(cand, 0, 1)["segments"]
     scores = {}
     for video in TRAIN_VIDEOS:
         rest = [v for v in TRAIN_VIDEOS if v != video]
-        scores.update(normality_scores(cand, make_bags(work, rest, cand, 16, train=True),
-                                       make_bags(work, [video], cand, 16, train=False))["live"])
+        scores.update(normality_scores(cand, make_bags(work, rest, cand, seg, train=True),
+                                       make_bags(work, [video], cand, seg, train=False))["live"])
     return pooled_auc(scores, video_frames(work, TRAIN_VIDEOS), labels)
 
 
