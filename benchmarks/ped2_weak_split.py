@@ -1,6 +1,7 @@
 """UCSD Ped2 on the standard weak split, end to end on pixels, beside the published peers.
 
     nice -n 10 python benchmarks/ped2_clips.py --work WORK          # I3D clip features (resumable)
+    nice -n 10 python benchmarks/ped2_flow.py --work WORK           # flow magnitude maps (~1 min)
     nice -n 10 python benchmarks/ped2_weak_split.py --work WORK --json WORK/weak_split.json
 
 The split of GCN-Anomaly (Zhong et al., CVPR 2019) and the RTFM / BN-WVAD tables: **train** on
@@ -13,7 +14,10 @@ Features: the registry's Kinetics-400 I3D, 16-frame clips every 8 frames at 224x
 segments by ``edgevad extract``'s own ``pool_segments`` (``benchmarks/ped2_clips.py`` keeps the
 clips so that the pooling can vary; pooled as below they are what ``edgevad extract --stride 8
 --segments 16`` writes). Heads are trained by ``edgevad train``'s function and scored as
-``edgevad eval`` does.
+``edgevad eval`` does. Motion candidates add (or use alone) 7 flow-magnitude statistics per clip
+from ``benchmarks/ped2_flow.py`` (edgevad's live DIS flow estimator), pooled the same way;
+``normality`` candidates train no head (BN-WVAD's distance from the normal training bags'
+statistics, :func:`normality_scores`) and ``ensemble`` candidates combine other candidates' runs.
 
 Choosing a recipe never sees the 18 test videos: every candidate in ``CANDIDATES`` (written down
 before any run) is scored by 3-fold cross-validation inside the 10 training videos (``INNER``:
