@@ -158,3 +158,44 @@ def test_normality_scores_use_only_the_normal_training_bags():
         {"normality": "upper"}, bags(normal, [0, 0, 0]),
         bags([np.stack([np.full(7, -4.0), np.full(7, 4.0)])], [True]))["bag"]["v0"]
     assert upper[0] < 0.5 < upper[1]  # below the normal mean does not count as anomalous
+
+
+def test_clip_level_normality_is_causal(tmp_path):
+    """Clip-by-clip scoring (what a live runtime computes): a frame's score comes from the first
+    clip that holds it and completes, so motion from frame 48 on changes no score before it,
+    and the frames of a burst of fast motion score above the calm ones."""
+    from edgevad_export.extraction.extract import clip_starts
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "flow").mkdir()
+    rng = np.random.default_rng(0)
+    n = 96
+    plan = clip_starts(n, 16, 8)
+
+    def video(split, name, mag):
+        np.savez(ped2_clips.clip_file(tmp_path, split, name, "orig", "s8"),
+                 start=np.array([s for s, _ in plan]), real=np.array([r for _, r in plan]),
+                 n_frames=np.asarray(n))
+        np.savez(tmp_path / "flow" / f"{split}_{name}_120x180.npz", mag=mag.astype(np.float16))
+
+    calm = lambda: rng.uniform(0, 0.5, (n, 12, 18))  # noqa: E731
+    for name in ("07", "08"):
+        video("training", name, calm())
+    burst = calm()
+    burst[60:70, 4:8, 4:8] = 6.0
+    video("testing", "02", burst)
+    train = [("training", "07"), ("training", "08")]
+    ped2_weak_split._MOTION_CACHE.clear()
+    scores = np.asarray(ped2_weak_split.clip_level_normality(
+        "motion-normality", tmp_path, train, [("testing", "02")])["testing/02"])
+    assert scores.shape == (n,)
+    assert scores[60:70].min() > scores[:40].max()
+
+    later = burst.copy()
+    later[48:] = 9.0
+    video("testing", "02", later)
+    ped2_weak_split._MOTION_CACHE.clear()  # the study caches each video's statistics
+    changed = np.asarray(ped2_weak_split.clip_level_normality(
+        "motion-normality", tmp_path, train, [("testing", "02")])["testing/02"])
+    np.testing.assert_array_equal(changed[:48], scores[:48])
+    assert not np.array_equal(changed[48:], scores[48:])
