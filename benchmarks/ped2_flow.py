@@ -4,7 +4,7 @@
 
 Ped2's anomalies (bicycles, skateboards, carts, a car) move faster than the walkers around them,
 a cue Kinetics-400 I3D's appearance features only carry indirectly. edgevad already computes DIS
-optical flow on the camera for ``dmrm``'s motion stream (:class:`edgevad.motion.FlowEstimator`);
+optical flow on the camera for ``dmrm``'s motion stream (:class:`edgevad.media.motion.FlowEstimator`);
 this runs the same estimator over every frame and keeps the magnitude map (float16), so that
 ``benchmarks/ped2_weak_split.py`` can derive per-segment motion statistics from it without
 decoding again.
@@ -37,8 +37,8 @@ def flow_file(work: Path, split: str, name: str, size: str) -> Path:
 
 def magnitude_maps(path: Path, size: tuple[int, int]) -> np.ndarray:
     """[n_frames, h, w] float16 flow magnitude, the live estimator run over the whole video."""
-    from edgevad.motion import FlowEstimator, flow_magnitude
-    from edgevad.video import VideoReader
+    from edgevad.media.motion import FlowEstimator, flow_magnitude
+    from edgevad.media.video import VideoReader
 
     est = FlowEstimator(size=size)
     with VideoReader(path) as reader:
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     if not (args.data / "test_frame_labels.json").is_file():
         print(f"Ped2 not found at {args.data}", file=sys.stderr)
         return 2
-    from edgevad.hashing import sha256_file
+    from edgevad.fetch.hashing import sha256_file
 
     (args.work / "flow").mkdir(parents=True, exist_ok=True)
     for size in args.sizes:

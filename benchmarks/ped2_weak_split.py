@@ -45,7 +45,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ped2_clips import (  # noqa: E402
     PED2,
-    TRAIN_ANOMALOUS,
     TRAIN_NORMAL,
     TRAIN_VIDEOS,
     clip_file,
