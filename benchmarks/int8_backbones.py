@@ -1,6 +1,6 @@
 """INT8 vs fp32 backbones on ONNX Runtime (CPU): speed for one stream and the change in features.
 
-    python benchmarks/int8_backbones.py --work /tmp/int8                # I3D and R3D-18
+    python benchmarks/int8_backbones.py --work edgevad-work/int8       # I3D and R3D-18
     python benchmarks/int8_backbones.py --backbones r3d18 --with-first-conv --json out.json
 
 For each backbone: export the fp32 graph (clip -> features), build a calibration set from the
@@ -129,7 +129,7 @@ def run_backbone(name: str, args, work: Path) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbones", nargs="+", default=["i3d", "r3d18"])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/edgevad-int8"))
+    ap.add_argument("--work", type=Path, default=Path("edgevad-work/int8"))
     ap.add_argument("--calib", default=str(DATA / "clips" / "pets2009_vtest.mp4"))
     ap.add_argument("--eval", nargs="+", default=[str(DATA / "ped2" / "testing")])
     ap.add_argument("--calib-clips", type=int, default=16)

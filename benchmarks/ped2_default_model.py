@@ -1,7 +1,7 @@
 """Reproduce edgevad's default model (edgevad/default_model/) from ../shared, and measure it.
 
-    python benchmarks/ped2_end_to_end.py --work /tmp/ped2      # real I3D features of Ped2 (once)
-    python benchmarks/ped2_default_model.py --work /tmp/ped2 --out edgevad/default_model
+    python benchmarks/ped2_end_to_end.py --work edgevad-work/ped2      # real I3D features of Ped2 (once)
+    python benchmarks/ped2_default_model.py --work edgevad-work/ped2 --out edgevad/default_model
 
 Split (weak labels for training, frame labels only for the evaluation):
 - train: ped2/training/01-16 (all normal) + ped2/testing/07-12 as anomalous bags (video labels);

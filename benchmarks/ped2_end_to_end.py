@@ -1,7 +1,7 @@
 """End to end on pixels: real I3D features from UCSD Ped2, weak training, frame AUC on unseen videos.
 
-    python benchmarks/ped2_end_to_end.py --work /tmp/ped2          # extract (resumable) + 2 folds
-    python benchmarks/ped2_end_to_end.py --work /tmp/ped2 --heads mil mil-ctx --seeds 0 1 2
+    python benchmarks/ped2_end_to_end.py --work edgevad-work/ped2          # extract (resumable) + 2 folds
+    python benchmarks/ped2_end_to_end.py --work edgevad-work/ped2 --heads mil mil-ctx --seeds 0 1 2
 
 Protocol (weak labels only for training, frame labels only for evaluation):
 - features: Kinetics I3D (the real weights), 16-frame clips every 8 frames at 224x224, pooled into

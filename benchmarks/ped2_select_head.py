@@ -1,6 +1,6 @@
 """Choose the default model's head on Ped2 by nested cross-validation, then report it honestly.
 
-    python benchmarks/ped2_select_head.py --work /tmp/ped2 --json /tmp/ped2/select.json
+    python benchmarks/ped2_select_head.py --work edgevad-work/ped2 --json edgevad-work/ped2/select.json
 
 Features: the real I3D bags of ``benchmarks/ped2_end_to_end.py`` (run it first; 16-frame clips
 every 8 frames, 16 segments). Outer folds as there: A = test 01-06, B = test 07-12; an outer fold

@@ -1,7 +1,7 @@
 """Train the shipped checkpoints of the zoo's I3D heads (mil, mrm, dmrm, dam-*) on UCSD Ped2.
 
-    python benchmarks/ped2_end_to_end.py --work /tmp/ped2      # I3D appearance features (once)
-    python benchmarks/ped2_zoo_heads.py --work /tmp/ped2 --out edgevad/checkpoints
+    python benchmarks/ped2_end_to_end.py --work edgevad-work/ped2      # I3D appearance features (once)
+    python benchmarks/ped2_zoo_heads.py --work edgevad-work/ped2 --out edgevad/checkpoints
 
 These are what ``edgevad export --model NAME`` exports when no ``--checkpoint`` is given (the
 default model, ``mil-ctx``, is ``edgevad/default_model``). Same split and settings as the default
