@@ -180,6 +180,7 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
                         device=settings.device, precision=settings.precision)
     engine_precisions = {n: getattr(e, "precision", e.stage.precision)
                          for n, e in det.engines.items()}
+    engine_graphs = {n: getattr(e, "graph", e.stage.file) for n, e in det.engines.items()}
     load_s = clock() - t_start
     mem_loaded = memory_now()
     engines = wrap_engines(det.engines, sclock)
@@ -268,7 +269,7 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
         "backend_spec": BackendSpec(settings.backend, settings.precision, settings.device).label,
         "backend_choice": det.backend_choice.describe() if det.backend_choice else det.backend,
         "engine_precisions": engine_precisions,
-        "engine_graphs": {n: getattr(e, "graph", e.stage.file) for n, e in det.engines.items()},
+        "engine_graphs": engine_graphs,
         "devices": {n: e.device for n, e in engines.items()},
         "streams": streams,
         "clip_len": g.clip_len,
