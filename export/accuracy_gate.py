@@ -11,7 +11,8 @@ head, as on the device):
   ``max_score_diff`` when that is set.
 - **OpenVINO** (when installed), in the per-clip measurement: the fp32 graphs at OpenVINO's
   ``bf16`` inference precision (``openvino-bf16``) and the exported graphs at ``f32``
-  (``openvino-int8`` / ``openvino-fp16``), i.e. what ``--backend openvino`` would run, each
+  (``openvino-int8`` / ``openvino-fp16``; for int8, OpenVINO's own NNCF graph where the export
+  made one), i.e. what ``--backend openvino`` would run, each
   with the precision OpenVINO really compiled (``ran``: a CPU without bf16 runs f32). They count
   against ``max_score_diff`` like the exported precision.
 - **frame AUC change** on labelled data (``--val``): a feature-bag file with frame annotations
@@ -260,15 +261,15 @@ def _val_bags(path: Path, manifest: Manifest, pipes: dict) -> dict:
 def _openvino_pipes(folder: Path, manifest: Manifest, views: dict, pipes: dict) -> dict:
     """Add the OpenVINO views to ``pipes`` (module doc) when openvino is installed; returns
     their sessions by view name (to read back the precision that ran)."""
-    from edgevad.runtime.openvino_engine import openvino_available
+    from edgevad.runtime.openvino_engine import openvino_available, openvino_graph
     from edgevad_export.precision import _OvSessions
 
     if not openvino_available():
         return {}
     out = {"openvino-bf16": (_OvSessions(folder, "bf16"), views["fp32"])}
-    if manifest.precision != "fp32":
-        out[f"openvino-{manifest.precision}"] = (_OvSessions(folder, "f32"),
-                                                 views[manifest.precision])
+    if manifest.precision != "fp32":  # the graphs --backend openvino opens (its int8 graph)
+        out[f"openvino-{manifest.precision}"] = (_OvSessions(folder, "f32"), {
+            s.name: openvino_graph(s) for s in manifest.stages})
     for kind, (sess, files) in out.items():
         pipes[kind] = _Pipeline(folder, manifest, files, sess)
     return {k: v[0] for k, v in out.items()}

@@ -6,8 +6,10 @@ ONNX and ONNX Runtime (no torch), on the artifact's temporary folder:
 1. calibration sets per stage (:func:`resolve_calibration`): given sets (checked against the
    stage's geometry and inputs), or built from videos / feature bags, or, for a segment head,
    from the fp32 backbone's features of the backbone set's clips;
-2. per pixel stage: ONNX Runtime's U8S8 QDQ graph (the stage's file, first conv in fp32) and the
-   symmetric int8 Q/DQ graph for TensorRT (``variants["int8_qdq"]``), ranges computed once;
+2. per pixel stage: ONNX Runtime's U8S8 QDQ graph (the stage's file, first conv in fp32), the
+   symmetric int8 Q/DQ graph for TensorRT (``variants["int8_qdq"]``), ranges computed once, and,
+   when OpenVINO and NNCF are installed, OpenVINO's own int8 graph (``variants["int8_openvino"]``,
+   NNCF on the same calibration set), which ``--backend openvino`` runs for an int8 stage;
 3. the head: fp32, dynamic int8 or static int8, whichever runs fastest here while its scores stay
    within :data:`HEAD_SCORE_TOLERANCE` of fp32 (measured, recorded in the manifest);
 4. fp16 graphs (fp16 weights and arithmetic, float32 inputs/outputs) for TensorRT 11 builds and
@@ -40,6 +42,8 @@ from edgevad_calibration import (
 from edgevad_calibration.quantize import (
     Int8Config,
     quantize_dynamic_int8,
+    nncf_available,
+    quantize_openvino_int8,
     quantize_ort_int8,
     quantize_trt_qdq,
 )
@@ -324,6 +328,18 @@ def _head_feeds(manifest: Manifest, sets: dict[str, CalibrationSet], sessions: _
     return {head.input_names[0]: maps[-1], head.input_names[1]: prev}
 
 
+def _openvino_int8_wanted() -> bool:
+    """OpenVINO's own int8 graph is made when OpenVINO and NNCF are both installed (the train
+    extra has NNCF; without it ``--backend openvino`` runs ONNX Runtime's U8S8 graph)."""
+    from edgevad.runtime.openvino_engine import openvino_available
+
+    if openvino_available() and nncf_available():
+        return True
+    log.info("no OpenVINO int8 graph: %s is not installed (pip install openvino nncf)",
+             "openvino" if not openvino_available() else "nncf")
+    return False
+
+
 # --- The step -------------------------------------------------------------------------------------
 
 def apply_precision(folder: Path, manifest: Manifest, opts: PrecisionOptions, *,
@@ -358,10 +374,17 @@ def apply_precision(folder: Path, manifest: Manifest, opts: PrecisionOptions, *,
                 t = quantize_trt_qdq(folder / s.file, folder / f"{name}.int8-qdq.onnx",
                                      cset.reader(), replace(config, exclude_nodes=()),
                                      cache=cache)
-                stages[name] = replace(s, file=q.path, precision="int8", variants={
-                    **stages[name].variants, "fp32": s.file, "int8_qdq": t.path},
-                    quantization={"onnxruntime": q.to_dict(), "tensorrt": t.to_dict(),
-                                  "calibration_data_sha256": cset.data_sha256})
+                variants = {**stages[name].variants, "fp32": s.file, "int8_qdq": t.path}
+                records = {"onnxruntime": q.to_dict(), "tensorrt": t.to_dict()}
+                if _openvino_int8_wanted():
+                    o = quantize_openvino_int8(folder / s.file,
+                                               folder / f"{name}.int8-openvino.onnx",
+                                               cset.reader(), replace(config, exclude_nodes=()))
+                    variants["int8_openvino"] = o.path
+                    records["openvino"] = o.to_dict()
+                stages[name] = replace(s, file=q.path, precision="int8", variants=variants,
+                                       quantization={**records, "calibration_data_sha256":
+                                                     cset.data_sha256})
         head = stages["head"]
         hset = sets.get("head")
         if hset is not None:

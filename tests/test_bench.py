@@ -236,8 +236,27 @@ def test_backends_side_by_side_with_ratios_to_the_first(tiny_artifact, tmp_path)
     assert "Comparison" in r.output and "openvino:bf16" in r.output
 
 
+def test_precision_option_applies_to_the_openvino_entries(tiny_artifact, tmp_path):
+    """``--precision bf16`` as ``edgevad run`` takes it: the OpenVINO entries that name no
+    precision get it, ONNX Runtime's and ``openvino:f32`` keep theirs; the run records it."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "b.json"
+    r = _bench("--artifacts", tiny_artifact("mil"), "--backend", "onnxruntime,openvino:f32,ov",
+               "--precision", "bf16", "--no-isolated", "--json", out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    doc = json.loads(out.read_text())
+    assert [run["backend_spec"] for run in doc["runs"]] == ["onnxruntime", "openvino:f32",
+                                                            "openvino:bf16"]
+    assert set(doc["runs"][2]["engine_precisions"].values()) <= {"bf16", "f32"}
+    assert doc["runs"][2]["engine_graphs"] == {"backbone": "backbone.onnx", "head": "head.onnx"}
+
+
 def test_bad_backend_lists_are_refused(tiny_artifact):
     for spec, msg in (("onnxruntime,cuda", "unknown backend"), ("ort,ort", "twice"),
                       ("onnxruntime:bf16", "OpenVINO's")):
         r = _bench("--artifacts", tiny_artifact("mil"), "--backend", spec)
+        assert r.exit_code != 0 and msg in str(r.exception), r.exception
+    for extra, msg in ((["--backend", "onnxruntime", "--precision", "bf16"], "OpenVINO's"),
+                       (["--backend", "openvino:bf16,openvino", "--precision", "bf16"], "twice")):
+        r = _bench("--artifacts", tiny_artifact("mil"), *extra)
         assert r.exit_code != 0 and msg in str(r.exception), r.exception

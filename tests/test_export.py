@@ -273,8 +273,12 @@ def test_int8_artifact(int8_artifact):
     m = load_manifest(int8_artifact)
     bb, head = m.stage("backbone"), m.stage("head")
     assert bb.file == "backbone.int8.onnx" and bb.precision == "int8"
+    from edgevad_calibration.quantize import nncf_available
+
+    nncf = openvino_available() and nncf_available()  # OpenVINO's own int8 graph (NNCF)
+    ov_int8 = {"int8_openvino": "backbone.int8-openvino.onnx"} if nncf else {}
     assert bb.variants == {"fp32": "backbone.onnx", "fp16": "backbone.fp16.onnx",
-                           "int8_qdq": "backbone.int8-qdq.onnx"}
+                           "int8_qdq": "backbone.int8-qdq.onnx", **ov_int8}
     q = bb.quantization["onnxruntime"]
     assert (q["activations"], q["weights"], q["per_channel"]) == ("uint8", "int8", True)
     assert len(q["excluded_nodes"]) == 1  # the 3x7x7 stem stays fp32
@@ -296,6 +300,12 @@ def test_int8_artifact(int8_artifact):
         assert ov["backend"] == "openvino" and ov["ran"] == ["f32"]
         assert ov["max_abs"] < 0.1 and gate["score_diff"]["openvino-bf16"]["max_abs"] < 0.1
         assert set(gate["score_diff"]["openvino-bf16"]["ran"]) <= {"bf16", "f32"}
+        from edgevad.runtime.engines import open_engine
+
+        ov_bb = open_engine(int8_artifact, m, bb, "openvino")
+        assert ov_bb.graph == ("backbone.int8-openvino.onnx" if nncf else bb.file)
+        if nncf:
+            assert bb.quantization["openvino"]["kind"].startswith("openvino-nncf")
     assert gate["auc"]["videos"] == 2 and gate["auc"]["frames"] == 80
     assert m.parity["accuracy_gate"]["passed"]
     # the runtime opens the int8 stage like any other

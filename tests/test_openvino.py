@@ -102,6 +102,27 @@ def test_precision_is_explicit_and_recorded(tiny_artifact, caplog):
         Detector.load(art, backend="onnxruntime", precision="bf16")
 
 
+def test_edgevad_run_takes_bf16_and_records_what_ran(tiny_artifact, tmp_path):
+    """``edgevad run --backend openvino --precision bf16``: report.json names, per engine, the
+    graph and the precision that really ran (f32 on a CPU without bf16, never a claimed bf16)."""
+    import json
+
+    from video_files import noise_frames, write_video
+
+    video = write_video(tmp_path / "v.mp4", noise_frames(12, (20, 24)))
+    res = CliRunner().invoke(app, ["run", str(video), "--artifacts", str(tiny_artifact("mil")),
+                                   "--out", str(tmp_path / "out"), "--backend", "openvino",
+                                   "--precision", "bf16", "--no-plot"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out" / "run" / "report.json").read_text())
+    assert report["backend"] == "openvino" and set(report["engines"]) == {"backbone", "head"}
+    ran = {e["precision"] for e in report["engines"].values()}
+    bf16_cpu = "BF16" in ov_mod._core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert ran == ({"bf16"} if bf16_cpu else {"f32"})
+    assert all(e["precision"] in e["device"] and e["graph"].endswith(".onnx")
+               for e in report["engines"].values())
+
+
 def test_compiled_models_are_cached(tiny_artifact, tmp_path, monkeypatch):
     cache = tmp_path / "ovcache"
     monkeypatch.setenv(ov_mod.CACHE_ENV, str(cache))

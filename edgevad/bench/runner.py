@@ -21,8 +21,8 @@ from edgevad.bench.stats import LatencyStats
 from edgevad.bench.timing import StageClock, clock, cpu_clock, timed_stream_stages, wrap_engines
 from edgevad.errors import EdgevadError
 
-__all__ = ["BackendSpec", "BenchError", "BenchSettings", "bench_artifact", "check_artifact_dir",
-           "parse_backends"]
+__all__ = ["BackendSpec", "BenchError", "BenchSettings", "apply_openvino_options", "bench_artifact",
+           "check_artifact_dir", "parse_backends"]
 
 FRAME_STAGES = ("preprocess", "flow", "flow_magnitude", "motion_boxes", "flow_encode")
 """Per-frame work inside ``Detector.process`` (the rest is engines and bookkeeping)."""
@@ -72,6 +72,27 @@ def parse_backends(text: str) -> list[BackendSpec]:
     if len({s.label for s in specs}) != len(specs):
         raise BenchError(f"--backend lists a backend twice: {text!r}")
     return specs
+
+
+def apply_openvino_options(specs: list[BackendSpec], precision: str | None,
+                           device: str | None) -> list[BackendSpec]:
+    """``--precision`` / ``--device`` given on their own (as ``edgevad run`` takes them): they
+    apply to the OpenVINO (and ``auto``) entries that name none; with no such entry they are an
+    error rather than silently unused."""
+    from dataclasses import replace
+
+    if precision is None and device is None:
+        return specs
+    takers = [s.name in ("openvino", "auto") for s in specs]
+    if not any(takers):
+        raise BenchError("--precision and --device are OpenVINO's: add openvino to --backend "
+                         f"(got {', '.join(s.label for s in specs)})")
+    out = [replace(s, precision=s.precision or precision, device=s.device or device)
+           if take else s for s, take in zip(specs, takers)]
+    if len({s.label for s in out}) != len(out):
+        raise BenchError(f"--backend lists a backend twice once --precision/--device apply: "
+                         f"{', '.join(s.label for s in out)}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,7 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
                         device=settings.device, precision=settings.precision)
     engine_precisions = {n: getattr(e, "precision", e.stage.precision)
                          for n, e in det.engines.items()}
+    engine_graphs = {n: getattr(e, "graph", e.stage.file) for n, e in det.engines.items()}
     load_s = clock() - t_start
     mem_loaded = memory_now()
     engines = wrap_engines(det.engines, sclock)
@@ -246,6 +268,7 @@ def bench_artifact(artifact_dir: str | Path, source: FrameSource, streams: int,
         "backend_spec": BackendSpec(settings.backend, settings.precision, settings.device).label,
         "backend_choice": det.backend_choice.describe() if det.backend_choice else det.backend,
         "engine_precisions": engine_precisions,
+        "engine_graphs": engine_graphs,
         "devices": {n: e.device for n, e in engines.items()},
         "streams": streams,
         "clip_len": g.clip_len,

@@ -67,6 +67,7 @@ class TimedEngine(StageRunner):
         self.stage = inner.stage
         self.backend = inner.backend
         self.device = inner.device
+        self.graph = getattr(inner, "graph", inner.stage.file)
         self.clock = clock_ or StageClock()
         self.key = f"engine:{self.stage.name}"
         self.batches: list[int] = []

@@ -22,6 +22,7 @@ from edgevad.bench.report import build_document, print_report, write_document
 from edgevad.bench.runner import (
     BenchError,
     BenchSettings,
+    apply_openvino_options,
     bench_artifact,
     check_artifact_dir,
     parse_backends,
@@ -77,6 +78,12 @@ def bench_command(
                                 "comma-separated list benches each in turn, with ratios to the "
                                 "first: onnxruntime,openvino,openvino:bf16 (OpenVINO "
                                 "NAME:PRECISION@DEVICE, e.g. openvino:bf16@GPU)."),
+    device: Optional[str] = typer.Option(None, help="OpenVINO device (CPU, GPU, NPU, AUTO) of "
+                                         "the openvino/auto entries of --backend that name "
+                                         "none."),
+    precision: Optional[str] = typer.Option(None, help="OpenVINO inference precision (f32, "
+                                            "bf16, f16) of the openvino/auto entries of "
+                                            "--backend that name none (as edgevad run's)."),
     providers: Optional[List[str]] = typer.Option(None, "--provider", help="ONNX Runtime "
                                                   "execution provider (repeat; default CPU)."),
     streams: str = typer.Option("1", help="Streams fed in lockstep: a count or a list, "
@@ -100,7 +107,7 @@ def bench_command(
     """Profile an exported model: per-stage latency, throughput, memory (see edgevad.bench)."""
     folders = [check_artifact_dir(p) for p in [artifacts, *(compare or [])]]
     counts = parse_streams(streams)
-    backends = parse_backends(backend)
+    backends = apply_openvino_options(parse_backends(backend), precision, device)
     settings = BenchSettings(backend=backends[0].name, providers=tuple(providers) if providers else None,
                              threads=threads, warmup=warmup, iters=iters, max_batch=max_batch,
                              isolated=isolated)

@@ -348,6 +348,9 @@ def _write_report(run_dir: Path, entries: list[dict], detector: Detector, artifa
     report = {
         "edgevad": __version__, "model": detector.manifest.model, "artifacts": str(artifacts),
         "backend": detector.backend, "threshold": detector.threshold,
+        "engines": {n: {"device": e.device, "graph": getattr(e, "graph", e.stage.file),  # ran
+                        "precision": getattr(e, "precision", e.stage.precision)}
+                    for n, e in detector.engines.items()},
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "stopped_by": signame, "exit_code": code, "exit_meaning": EXIT_CODES.get(code),

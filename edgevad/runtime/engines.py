@@ -156,9 +156,9 @@ def open_engine(artifact_dir: str | Path, manifest: Manifest, stage: StageSpec, 
 
         return open_tensorrt_engine(artifact_dir, manifest, stage)
     if backend == "openvino":
-        from edgevad.runtime.openvino_engine import OpenVinoEngine, OpenVinoOptions
+        from edgevad.runtime.openvino_engine import OpenVinoEngine, OpenVinoOptions, openvino_graph
 
-        return OpenVinoEngine(Path(artifact_dir) / stage.file, stage,
+        return OpenVinoEngine(Path(artifact_dir) / openvino_graph(stage), stage,
                               OpenVinoOptions(device=device, precision=precision,
                                               threads=threads))
     if precision is not None and precision.strip().lower() not in ("f32", "fp32"):
