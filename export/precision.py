@@ -41,8 +41,8 @@ from edgevad_calibration import (
 )
 from edgevad_calibration.quantize import (
     Int8Config,
-    quantize_dynamic_int8,
     nncf_available,
+    quantize_dynamic_int8,
     quantize_openvino_int8,
     quantize_ort_int8,
     quantize_trt_qdq,
