@@ -112,6 +112,7 @@ CANDIDATES: dict[str, dict] = {
     "motion-normality": {"normality": "both", "pool": "none+120x180"},
     "motion-normality-upper": {"normality": "upper", "pool": "none+120x180"},
     "motion-normality@240x360": {"normality": "both", "pool": "none+240x360"},
+    "motion-normality-upper@240x360": {"normality": "upper", "pool": "none+240x360"},
     "motion-normality@240x360 (32 segments)": {"normality": "both", "pool": "none+240x360",
                                                "train": {"segments": 32}},
     "motion-mil+self (32 segments)": {"train": {"model": "mil", "backbone": None, "topk": 3,
