@@ -460,6 +460,7 @@ register_head(HeadSpec(
     outputs=("scores",),
     segments=16,
     builder_kwargs={"side": "upper"},
+    default_checkpoint="checkpoints/motion-prior",
     description="Normality prior on optical-flow statistics, no backbone: a clip's squared "
                 "z-score against normal footage's per-statistic mean and std (only faster than "
                 "usual counts), d / (1 + d). Fitted, not trained: edgevad fit-prior on a folder "
