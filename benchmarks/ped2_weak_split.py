@@ -149,7 +149,7 @@ MEASURED = ["mil-ctx", "mil-dis", "mil-ctx+meanmax", "mil", "mil-ctx+flip", "mil
             "mil-ctx|motion-mil (geomean)", "motion-normality", "motion-normality-upper",
             "motion-normality@240x360", "motion-normality@240x360|mil-ctx",
             "motion-normality@240x360 (32 segments)", "motion-mil+self (32 segments)",
-            "motion-normality@240x360|motion-mil@240x360+self"]
+            "motion-normality@240x360|motion-mil@240x360+self", "motion-normality-upper@240x360"]
 """The candidates measured for docs/ped2_weak_split.md (``mil-ctx+flip+shift`` needs job 3 of
 ``benchmarks/ped2_clips.py``, not run yet; the motion candidates need
 ``benchmarks/ped2_flow.py``)."""
