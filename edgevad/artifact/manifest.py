@@ -6,12 +6,12 @@ An exported artifact is a folder (``edgevad export`` writes it)::
     backbone.onnx   clip [batch, C, T, H, W] -> features [batch, D] (I3D: + feature_map [batch, t, D])
     motion.onnx     DMRM only: encoded optical flow [batch, 2, T, h, w] -> features [batch, D]
     head.onnx       the anomaly head (input names from the zoo's HeadSpec)
+    parity.json     torch vs ONNX Runtime comparison made at export time
 
 A model without a backbone network (``motion-prior``) has no ``backbone.onnx``: its head is fed
 features the runtime computes itself, described by :attr:`Manifest.features` (``kind``
 ``"flow-statistics"``: per-frame statistics of DIS optical-flow magnitude, averaged over each
 clip) and linked from the pseudo-stage ``features`` (``features/flow_statistics -> head/...``).
-    parity.json     torch vs ONNX Runtime comparison made at export time
 
 The manifest copies from the zoo whatever the runtime needs (input geometry, clip and segment
 protocol, class names, score range, threshold) so the runtime never imports the zoo's builders or
