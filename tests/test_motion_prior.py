@@ -213,3 +213,16 @@ def test_export_refuses_what_the_prior_cannot_be(prior, tmp_path):
         export_model("motion-prior", tmp_path / "a", checkpoint=prior[0], precision="fp16")
     with pytest.raises(ExportError, match="flow-stats.* gives flow-statistics features, not network"):
         export_model("mil", tmp_path / "b", backbone="flow-stats", random_init=True)
+
+
+def test_fit_prior_names_what_it_cannot_fit(tmp_path, shared_data):
+    from edgevad_export.training.prior import PriorError, fit_prior
+
+    with pytest.raises(PriorError, match="does not exist"):
+        fit_prior([tmp_path / "missing.mp4"], tmp_path / "a")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PriorError, match="holds no videos"):
+        fit_prior([tmp_path / "empty"], tmp_path / "b")
+    with pytest.raises(PriorError, match="not a normality prior"):
+        fit_prior([_path(shared_data, NORMAL)], tmp_path / "c", model="mil")
+    assert not any((tmp_path / n).exists() for n in "abc")  # nothing half-written
