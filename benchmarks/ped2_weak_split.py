@@ -112,6 +112,7 @@ CANDIDATES: dict[str, dict] = {
     "motion-normality": {"normality": "both", "pool": "none+120x180"},
     "motion-normality-upper": {"normality": "upper", "pool": "none+120x180"},
     "motion-normality@240x360": {"normality": "both", "pool": "none+240x360"},
+    "motion-normality-upper@240x360": {"normality": "upper", "pool": "none+240x360"},
     "motion-normality@240x360 (32 segments)": {"normality": "both", "pool": "none+240x360",
                                                "train": {"segments": 32}},
     "motion-mil+self (32 segments)": {"train": {"model": "mil", "backbone": None, "topk": 3,
@@ -148,7 +149,7 @@ MEASURED = ["mil-ctx", "mil-dis", "mil-ctx+meanmax", "mil", "mil-ctx+flip", "mil
             "mil-ctx|motion-mil (geomean)", "motion-normality", "motion-normality-upper",
             "motion-normality@240x360", "motion-normality@240x360|mil-ctx",
             "motion-normality@240x360 (32 segments)", "motion-mil+self (32 segments)",
-            "motion-normality@240x360|motion-mil@240x360+self"]
+            "motion-normality@240x360|motion-mil@240x360+self", "motion-normality-upper@240x360"]
 """The candidates measured for docs/ped2_weak_split.md (``mil-ctx+flip+shift`` needs job 3 of
 ``benchmarks/ped2_clips.py``, not run yet; the motion candidates need
 ``benchmarks/ped2_flow.py``)."""
@@ -179,34 +180,25 @@ def segment_features(work: Path, split: str, name: str, view: str, cut: str, poo
     return pool_segments(feats, centres, n_frames, segments), n_frames
 
 
-MOTION_PERCENTILES = (50, 90, 95, 99, 99.9)
-
-
-def frame_motion_stats(mag: np.ndarray) -> np.ndarray:
-    """[n_frames, 7] per-frame statistics of a flow-magnitude map [n_frames, h, w]: its
-    ``MOTION_PERCENTILES``, maximum and mean (working-size pixels per frame)."""
-    flat = mag.reshape(len(mag), -1).astype(np.float32)
-    return np.concatenate([np.percentile(flat, MOTION_PERCENTILES, axis=1).T,
-                           flat.max(axis=1, keepdims=True), flat.mean(axis=1, keepdims=True)],
-                          axis=1)
-
-
 _MOTION_CACHE: dict = {}
 
 
 def motion_clip_features(work: Path, split: str, name: str, size: str, starts: np.ndarray,
                          n_frames: int) -> np.ndarray:
-    """[K, 7] motion feature of each clip (``starts``): :func:`frame_motion_stats` of the flow
-    maps of ``benchmarks/ped2_flow.py`` at ``size``, averaged over the clip's 16 frames (a padded
+    """[K, 7] motion feature of each clip (``starts``): the runtime's own per-frame statistics
+    (``edgevad.media.motion.flow_statistics``) of the flow maps of ``benchmarks/ped2_flow.py``
+    at ``size``, averaged over the clip's 16 frames (a padded
     tail clip repeats its last frame, as the I3D clip does). A mirrored view has the same
     magnitudes, so every view of a video shares its motion features."""
     from ped2_clips import CLIP_LEN
     from ped2_flow import flow_file
 
+    from edgevad.media.motion import flow_statistics
+
     key = (str(work), split, name, size)
     if key not in _MOTION_CACHE:
         with np.load(flow_file(work, split, name, size)) as d:
-            _MOTION_CACHE[key] = frame_motion_stats(d["mag"])
+            _MOTION_CACHE[key] = flow_statistics(d["mag"])
     stats = _MOTION_CACHE[key]
     if len(stats) != n_frames:
         raise ValueError(f"{split}/{name}: {len(stats)} flow frames, {n_frames} video frames")

@@ -344,6 +344,10 @@ def export_model(
     if backbone is None and meta is not None:
         backbone = (meta.get("protocol") or {}).get("backbone")
     bb_spec = zoo.get_backbone(backbone or spec.default_backbone)
+    if (bb_spec.kind == "network") != (zoo.get_backbone(spec.default_backbone).kind == "network"):
+        raise ExportError(f"Backbone {bb_spec.name!r} gives {bb_spec.kind} features, not "
+                          f"{zoo.get_backbone(spec.default_backbone).kind} features as head "
+                          f"{model!r} takes")
     motion_spec = zoo.get_backbone(spec.motion_backbone) if spec.motion_backbone else None
     if motion_spec is None and motion_weights is not None:
         raise ExportError(f"Head {model!r} has no motion stream")
@@ -352,9 +356,35 @@ def export_model(
         raise ExportError(f"Head {model!r} needs a backbone with a feature map (i3d), "
                           f"not {bb_spec.name!r}")
 
+    if bb_spec.kind != "network":
+        if precision != "fp32" or calib_specs or backbone_weights is not None:
+            raise ExportError(f"{model!r} has no backbone network and a head of a few dozen "
+                              "operations on 7 numbers: it is exported in fp32 only, without "
+                              "backbone weights or calibration")
+        if meta is not None and (meta.get("protocol") or {}).get("features") is None:
+            raise ExportError(f"Checkpoint {checkpoint} records no flow-statistics features: "
+                              f"fit {model!r} with edgevad fit-prior")
     out = Path(out)
     tmp = _prepare_out(out, overwrite)
     try:
+        if bb_spec.kind != "network":
+            head, head_record = _head(spec, bb_spec.name, checkpoint, "head" in random)
+            manifest = _export_computed_features(
+                tmp, spec=spec, bb_spec=bb_spec, head=head, head_record=head_record, meta=meta,
+                opset=opset, sample_video=sample_video)
+            manifest = replace(manifest, export={
+                **manifest.export, "formats": [f.name for f in fmts],
+                "random_init": sorted(random & {"head"}),
+                "seconds": round(time.perf_counter() - t_start, 2)})
+            manifest.save(tmp)
+            if any(f.name == "tensorrt" for f in fmts):
+                from edgevad_calibration.tensorrt_build import build_artifact_engines
+
+                build_artifact_engines(tmp, ENGINE_PRECISIONS[precision], max_batch=engine_max_batch)
+            load_manifest(tmp, verify=True)
+            _move_into_place(tmp, out)
+            log.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - t_start)
+            return out
         # the head first: it is cheap, and a head without weights is the common mistake
         head, head_record = _head(spec, bb_spec.name, checkpoint, "head" in random)
         backbone_model, bb_record = _backbone(bb_spec.name, backbone_weights, "backbone" in random)
@@ -494,6 +524,94 @@ def _reduce_precision(tmp: Path, manifest: Manifest, opts: PrecisionOptions,
     files = {p.name: FileRecord(sha256_file(p), p.stat().st_size)
              for p in sorted(tmp.iterdir()) if p.is_file() and p.name != "manifest.json"}
     return replace(manifest, files=files, parity=parity)
+
+
+def _export_computed_features(tmp: Path, *, spec, bb_spec, head, head_record, meta, opset,
+                              sample_video) -> Manifest:
+    """A model whose head is fed features the runtime computes (``flow-stats``): ``head.onnx``
+    alone, linked from the manifest's ``features`` record. Parity: the head in torch and in ONNX
+    Runtime on the sample video's real clip features (else seeded positive numbers of the
+    statistics' scale), within the fp32 tolerance."""
+    import numpy as np
+    import onnx
+
+    from edgevad.artifact.compare import compare_outputs
+    from edgevad.artifact.manifest import FEATURE_KINDS, FEATURES_STAGE
+
+    features = dict(zoo.FLOW_STATISTICS_FEATURES)
+    if meta is not None:
+        recorded = (meta.get("protocol") or {}).get("features") or {}
+        differ = [k for k in ("kind", "size", "preset", "finest_scale", "statistics", "clip_len",
+                              "stride") if recorded.get(k) != features.get(k)]
+        if differ:
+            raise ExportError(f"the checkpoint's flow statistics differ from {bb_spec.name!r}'s "
+                              f"in {', '.join(differ)}: refit it with edgevad fit-prior")
+    D, S = bb_spec.feature_dim, spec.segments or 16
+    inputs = [TensorSpec(spec.inputs[0], ("batch", "segments", D))]
+    outputs = [TensorSpec("scores", ("batch", "segments"))]
+    path = tmp / "head.onnx"
+    example = torch.rand(2, S, D) * 3
+    info = torch_to_onnx(head, (example,), path, [t.name for t in inputs],
+                         [t.name for t in outputs], dynamic_batch=True, opset=opset,
+                         dynamic_axes={inputs[0].name: {1: "segments"}, "scores": {1: "segments"}})
+    if sample_video is not None:
+        from edgevad.media.video import VideoReader
+        from edgevad.runtime.stream import flow_statistics_clips
+
+        with VideoReader(sample_video) as reader:
+            clips, _ = flow_statistics_clips(reader, features)
+        x, source = clips[None].astype(np.float32), f"clip features of {Path(sample_video).name}"
+    else:
+        x, source = (np.random.default_rng(0).random((2, S, D), dtype=np.float32) * 3,
+                     "seeded uniform [0, 3) features")
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(["scores"], {inputs[0].name: x})[0]
+    with torch.no_grad():
+        want = head(torch.from_numpy(x)).numpy()
+    tol = tolerance_for("fp32")
+    cmp = compare_outputs({"scores": want}, {"scores": got}, tol.atol, tol.rtol)
+    report = {"passed": cmp.passed, "max_abs": float(cmp.max_abs or 0.0),
+              "tolerance": {"atol": tol.atol, "rtol": tol.rtol},
+              "input": {"source": source, "shape": list(x.shape)},
+              "stages": {"head": cmp.to_dict()}}
+    (tmp / "parity.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n",
+                                     encoding="utf-8")
+    if not cmp.passed:
+        raise ParityError(f"head.onnx differs from the torch head:\n{cmp.summary()}")
+    stage = StageSpec(name="head", file=path.name, role="head", model=spec.name,
+                      inputs=tuple(inputs), outputs=tuple(outputs), precision="fp32",
+                      exporter=info.exporter, export_note=info.note, opset=opset)
+    files = {p.name: FileRecord(sha256_file(p), p.stat().st_size)
+             for p in sorted(tmp.iterdir()) if p.is_file()}
+    fingerprint = hashlib.sha256(json.dumps(
+        {"head": spec.name, "head_weights": head_record.state_dict_sha256},
+        sort_keys=True).encode()).hexdigest()
+    model_record = {"name": spec.name, "version": fingerprint[:12],
+                    "description": spec.description, "paper": spec.paper}
+    if meta is not None:  # provenance: the normal videos (name + SHA-256) and the fit
+        model_record["normal_videos"] = meta.get("normal_videos", [])
+        model_record["fit"] = meta.get("fit", {})
+    return Manifest(
+        model=model_record, head=spec.name, backbones={}, weights={"head": head_record},
+        stages=(stage,),
+        links=(Link(f"{FEATURES_STAGE}/{FEATURE_KINDS[features['kind']]}",
+                    f"head/{inputs[0].name}", via="segments"),),
+        protocol=Protocol(mode="segments", clip_len=int(features["clip_len"]),
+                          stride=int(features["stride"]), segments=S, segments_fixed=False,
+                          window=int(getattr(head, "live_window", 1))),
+        files=files, opset=opset, class_names=tuple(spec.class_names),
+        score_range=tuple(spec.score_range), default_threshold=spec.default_threshold,
+        features=features,
+        parity={"file": "parity.json", "passed": report["passed"], "max_abs": report["max_abs"],
+                "tolerance": report["tolerance"], "input": source},
+        export={"torch": torch.__version__, "onnx": onnx.__version__,
+                "stages": {"head": {"seconds": round(info.seconds, 2), "bytes": info.bytes,
+                                    "exporter": info.exporter}}},
+        edgevad_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def _export_stages(tmp: Path, *, spec, bb_spec, motion_spec, head, backbone, motion, geometry,

@@ -53,7 +53,8 @@ def built():
 
 
 def test_every_head_round_trips_through_the_zoo(built):
-    assert set(built) == {"mil", "mil-ctx", "mil-dis", "mrm", "dmrm", "dam-dist", "dam-cov", "joint"}
+    assert set(built) == {"mil", "mil-ctx", "mil-dis", "mrm", "dmrm", "dam-dist", "dam-cov", "joint",
+                          "motion-prior"}
     for name, (spec, model) in built.items():
         params = list(inspect.signature(model.forward).parameters)
         assert tuple(params) == spec.inputs, name

@@ -12,11 +12,13 @@ import pytest
 
 from edgevad.media.motion import (
     FLOW_BOUND,
+    FLOW_STATISTICS,
     FlowEstimator,
     MotionBox,
     encode_flow,
     flow_clip,
     flow_magnitude,
+    flow_statistics,
     motion_boxes,
 )
 
@@ -136,6 +138,32 @@ def test_real_ped2_pair_boxes_the_cyclist():
     assert any(b.x1 <= 90 < b.x2 and b.y1 <= 130 < b.y2 for b in boxes)
 
 
+@pytest.mark.skipif(not PED2_TEST_01.is_file(), reason=f"real data not found at {DATA}")
+def test_flow_statistics_are_numpys_percentiles_on_real_ped2_flow():
+    """The one implementation of the motion-prior's per-frame statistics (np.partition inside)
+    gives np.percentile's numbers to the bit, frame by frame and for a stack, on real flow at
+    Ped2's native 240x360 (frames 96-103 of testing/01: a cyclist among walkers)."""
+    cap = cv2.VideoCapture(str(PED2_TEST_01))
+    frames = [cap.read()[1] for _ in range(104)][96:]
+    cap.release()
+    est = FlowEstimator(size=(240, 360))
+    mags = np.stack([flow_magnitude(est(f)) for f in frames])[1:]
+    flat = mags.reshape(len(mags), -1)
+    want = np.concatenate([np.percentile(flat, (50, 90, 95, 99, 99.9), axis=1).T,
+                           flat.max(axis=1, keepdims=True), flat.mean(axis=1, keepdims=True)],
+                          axis=1)
+    got = flow_statistics(mags)
+    assert got.shape == (7, len(FLOW_STATISTICS)) and got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(flow_statistics(mags[3]), want[3])
+    np.testing.assert_array_equal(flow_statistics(mags.astype(np.float16)),
+                                  flow_statistics(mags.astype(np.float16).astype(np.float32)))
+    assert FLOW_STATISTICS == ("p50", "p90", "p95", "p99", "p99.9", "max", "mean")
+    assert (np.diff(got[:, :6], axis=1) >= 0).all() and got[:, 5].max() > 1.0
+    tiny = flow_statistics(np.array([[0.0, 2.0]], np.float32))  # 2 pixels: interpolated
+    np.testing.assert_allclose(tiny, [1.0, 1.8, 1.9, 1.98, 1.998, 2.0, 1.0])
+
+
 def test_bad_inputs_raise():
     est = FlowEstimator()
     with pytest.raises(ValueError, match="uint8"):
@@ -166,6 +194,10 @@ def test_bad_inputs_raise():
         motion_boxes(np.zeros((8, 8), np.float32), (8, 8), sort_by="size")
     with pytest.raises(ValueError, match="at least one"):
         flow_clip([])
+    with pytest.raises(ValueError, match=r"\[H, W\]"):
+        flow_statistics(np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="float"):
+        flow_statistics(np.zeros((8, 8), np.uint8))
 
 
 def test_motion_is_torch_free():

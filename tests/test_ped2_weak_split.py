@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ped2_clips  # noqa: E402
 import ped2_weak_split  # noqa: E402
 
+from edgevad.media.motion import flow_statistics  # noqa: E402
+
 
 def test_split_is_the_standard_one_and_never_mixes_train_and_test():
     train = {ped2_weak_split.video_key(*v) for v in ped2_clips.TRAIN_VIDEOS}
@@ -117,7 +119,7 @@ def test_motion_features_on_real_ped2_frames(shared_data, tmp_path):
     out.parent.mkdir(parents=True)
     np.savez(out, mag=mag)
 
-    stats = ped2_weak_split.frame_motion_stats(mag)
+    stats = flow_statistics(mag)
     assert stats.shape == (n, 7)
     assert (np.diff(stats[:, :6], axis=1) >= 0).all()  # percentiles rise to the maximum
     starts = np.array([0, 8, n - 8])

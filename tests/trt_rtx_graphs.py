@@ -36,7 +36,8 @@ def stages_of(model: str) -> list[tuple]:
     """The graph keys of ``model``'s stages, as ``edgevad export -m MODEL`` writes them."""
     head = zoo.get_head(model)
     bb = zoo.get_backbone(head.default_backbone)
-    keys = [("backbone", bb.name, clip_len_of(head, bb))]
+    # motion-prior: no backbone graph (the runtime computes its flow statistics), the head only
+    keys = [("backbone", bb.name, clip_len_of(head, bb))] if bb.kind == "network" else []
     if head.motion_backbone:
         keys.append(("motion", head.motion_backbone, None))
     return keys + [("head", model, None)]
@@ -168,7 +169,8 @@ class Graphs:
                       dynamic_axes=dyn)
         from edgevad_export.precision import tensorrt_qdq_head
 
-        if not tensorrt_qdq_head(path):  # joint's LSTM head: as precision.apply_precision
+        # joint's LSTM head: as precision.apply_precision; motion-prior: fp32 only (no weights)
+        if bb.kind != "network" or not tensorrt_qdq_head(path):
             return inputs, outputs, None
         rng = np.random.default_rng(0)
         calib = {n: rng.standard_normal((1, S, dims[n]), dtype=np.float32) for n in spec.inputs}

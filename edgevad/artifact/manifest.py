@@ -8,6 +8,11 @@ An exported artifact is a folder (``edgevad export`` writes it)::
     head.onnx       the anomaly head (input names from the zoo's HeadSpec)
     parity.json     torch vs ONNX Runtime comparison made at export time
 
+A model without a backbone network (``motion-prior``) has no ``backbone.onnx``: its head is fed
+features the runtime computes itself, described by :attr:`Manifest.features` (``kind``
+``"flow-statistics"``: per-frame statistics of DIS optical-flow magnitude, averaged over each
+clip) and linked from the pseudo-stage ``features`` (``features/flow_statistics -> head/...``).
+
 The manifest copies from the zoo whatever the runtime needs (input geometry, clip and segment
 protocol, class names, score range, threshold) so the runtime never imports the zoo's builders or
 torch. :func:`load_manifest` checks, by default, that every listed file is present and unchanged
@@ -33,8 +38,8 @@ from edgevad.fetch.hashing import sha256_file
 
 __all__ = [
     "FORMAT", "MANIFEST_FILE", "SCHEMA_VERSION", "FileRecord", "Link", "Manifest", "ManifestError",
-    "Protocol", "StageSpec", "TensorSpec", "WeightsRecord", "load_manifest", "onnx_signature",
-    "sha256_file",
+    "FEATURE_KINDS", "FEATURES_STAGE", "Protocol", "StageSpec", "TensorSpec", "WeightsRecord",
+    "load_manifest", "onnx_signature", "sha256_file",
 ]
 
 FORMAT = "edgevad-artifact"
@@ -50,6 +55,14 @@ _ORT_DTYPES = {
     "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
     "tensor(float16)": "float16", "tensor(double)": "float64", "tensor(bfloat16)": "bfloat16",
 }
+
+
+FEATURES_STAGE = "features"
+"""Pseudo-stage name of features the runtime computes itself (no graph): links name its output
+``features/<name>``."""
+FEATURE_KINDS = {"flow-statistics": "flow_statistics"}
+"""Kinds of runtime-computed features :attr:`Manifest.features` may name -> the output name
+links use."""
 
 
 class ManifestError(EdgevadError):
@@ -245,6 +258,65 @@ def _check_numbers(m: Manifest) -> None:
             raise ManifestError(f"protocol {key} must be a whole number >= 1, got {v!r}")
 
 
+def _check_features(m: Manifest) -> None:
+    """A ``features`` record (runtime-computed head input) must be complete and fit the head:
+    its kind known, the flow's working size, preset and finest scale well-formed, the clip
+    schedule the protocol's, and one statistic per feature dimension the head takes. Whether this
+    runtime computes exactly those statistics is checked when the Detector opens it
+    (``edgevad.runtime.stream.check_feature_record``)."""
+    f = m.features
+    if f is None:
+        if any(link.source.partition("/")[0] == FEATURES_STAGE for link in m.links):
+            raise ManifestError(f"a link reads the {FEATURES_STAGE!r} pseudo-stage but the "
+                                "manifest has no 'features' record")
+        return
+    if not isinstance(f, dict):
+        raise ManifestError(f"features must be a JSON object, got {type(f).__name__}")
+    kind = f.get("kind")
+    if kind not in FEATURE_KINDS:
+        raise ManifestError(f"features kind {kind!r} is unknown to this edgevad ({__version__}); "
+                            f"known: {', '.join(FEATURE_KINDS)}")
+    if m.has_stage("backbone"):
+        raise ManifestError(f"features of kind {kind!r} replace the backbone, but the manifest "
+                            "also has a 'backbone' stage")
+    for key in ("size", "preset", "statistics", "clip_len", "stride"):
+        if key not in f:
+            raise ManifestError(f"features ({kind}) lacks {key!r}")
+    size = f["size"]
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in size)):
+        raise ManifestError(f"features size must be [height, width], both whole numbers >= 8, "
+                            f"got {size!r}")
+    if not isinstance(f["preset"], str):
+        raise ManifestError(f"features preset must be a name, got {f['preset']!r}")
+    fs = f.get("finest_scale")
+    if fs is not None and (isinstance(fs, bool) or not isinstance(fs, int) or not 0 <= fs <= 4):
+        raise ManifestError(f"features finest_scale must be 0..4 or null, got {fs!r}")
+    stats = f["statistics"]
+    if not (isinstance(stats, list) and stats and all(isinstance(v, str) for v in stats)
+            and len(set(stats)) == len(stats)):
+        raise ManifestError(f"features statistics must be a list of distinct names, got {stats!r}")
+    p = m.protocol
+    if (f["clip_len"], f["stride"]) != (p.clip_len, p.stride):
+        raise ManifestError(f"features clips ({f['clip_len']} frames every {f['stride']}) differ "
+                            f"from the protocol's ({p.clip_len} every {p.stride})")
+    out = f"{FEATURES_STAGE}/{FEATURE_KINDS[kind]}"
+    for link in m.links:
+        if link.source.partition("/")[0] != FEATURES_STAGE:
+            continue
+        if link.source != out:
+            raise ManifestError(f"link {link.source} -> {link.target}: features of kind {kind!r} "
+                                f"give {out!r}")
+        stage, _, tensor = link.target.partition("/")
+        try:
+            dim = m.stage(stage).input(tensor).shape[-1]
+        except KeyError as exc:
+            raise ManifestError(f"link {link.source} -> {link.target}: {exc.args[0]}") from None
+        if dim != len(stats):
+            raise ManifestError(f"{link.target} takes {dim} features per clip, but features "
+                                f"lists {len(stats)} statistics {stats}")
+
+
 def _by_name(items: Iterable, name: str, what: str):
     for item in items:
         if item.name == name:
@@ -360,6 +432,12 @@ class Manifest:
     default_threshold: float = 0.5
     flow: dict | None = None
     """DMRM: how the motion stage's input is made (estimator, size, ``bound``)."""
+    features: dict | None = None
+    """Head input the runtime computes itself instead of a backbone stage (``motion-prior``):
+    ``kind`` (:data:`FEATURE_KINDS`), and for ``"flow-statistics"`` the flow's ``size``
+    ([h, w]), ``preset``, ``finest_scale``, the per-frame ``statistics`` in order, and the clip
+    schedule (``clip_len``, ``stride``; a clip's feature is the mean of its frames' statistics,
+    a stream's tail clip repeating its last frame). None for models with a backbone."""
     calibration: dict | None = None
     """INT8 calibration provenance (method, samples, data hash); None for fp32."""
     parity: dict | None = None
@@ -383,6 +461,16 @@ class Manifest:
         """The stages' precision if they agree, else ``"mixed"``."""
         kinds = {s.precision for s in self.stages}
         return kinds.pop() if len(kinds) == 1 else "mixed"
+
+    def input_geometry(self) -> InputGeometry:
+        """The geometry that frames the stream: the backbone's, or for runtime-computed
+        ``features`` their clip schedule and flow working size (grey, one channel)."""
+        if self.features is None:
+            return self.geometry("backbone")
+        f = self.features
+        return InputGeometry(clip_len=int(f["clip_len"]), stride=int(f["stride"]),
+                             size=(int(f["size"][0]), int(f["size"][1])), color="gray",
+                             mean=(0.0,), std=(1.0,), channels=1)
 
     def geometry(self, stage: str = "backbone") -> InputGeometry:
         g = self.stage(stage).input_geometry()
@@ -408,6 +496,7 @@ class Manifest:
             "score_range": list(self.score_range),
             "default_threshold": self.default_threshold,
             "flow": self.flow,
+            **({"features": self.features} if self.features is not None else {}),
             "opset": self.opset,
             "calibration": self.calibration,
             "parity": self.parity,
@@ -460,7 +549,8 @@ class Manifest:
                 class_names=tuple(d.get("class_names", ())),
                 score_range=_score_range(d.get("score_range", (0.0, 1.0))),
                 default_threshold=float(d.get("default_threshold", 0.5)),
-                flow=d.get("flow"), calibration=d.get("calibration"), parity=d.get("parity"),
+                flow=d.get("flow"), features=d.get("features"),
+                calibration=d.get("calibration"), parity=d.get("parity"),
                 export=dict(d.get("export") or {}),
             )
         except ManifestError:
@@ -483,9 +573,12 @@ class Manifest:
             for f in extra:
                 if f not in self.files:
                     raise ManifestError(f"stage {s.name!r} lists {f}, which is not in 'files'")
+        _check_features(self)
         for link in self.links:
             for end, kind in ((link.source, "output"), (link.target, "input")):
                 stage, _, tensor = end.partition("/")
+                if kind == "output" and stage == FEATURES_STAGE:
+                    continue  # computed by the runtime (checked by _check_features)
                 try:
                     spec = self.stage(stage)
                     (spec.output if kind == "output" else spec.input)(tensor)

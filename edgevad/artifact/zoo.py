@@ -77,6 +77,9 @@ class BackboneSpec:
     """True when it also gives the (t, feature_dim) map before temporal pooling (DAM needs it)."""
     description: str = ""
     paper: str = ""
+    kind: str = "network"
+    """``"network"`` (an ONNX stage of the artifact) or ``"flow-statistics"`` (no graph: the
+    runtime computes the features itself from optical flow, :data:`FLOW_STATISTICS_FEATURES`)."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,26 @@ FLOW_GEOMETRY = InputGeometry(
 (dx, dy) clipped to +-flow_bound and scaled to [-1, 1] by ``edgevad.media.motion``."""
 
 
+FLOW_STATISTICS_GEOMETRY = InputGeometry(
+    clip_len=16, stride=8, size=(240, 360), resize=None, crop="none", color="gray",
+    scale=1.0, mean=(0.0,), std=(1.0,), channels=1,
+)
+"""``flow-stats``: DIS optical flow at 240x360 (UCSD Ped2's native size) on every frame; a clip
+is 16 frames, a new one every 8 (the weak-split study's grid)."""
+
+FLOW_STATISTICS_FEATURES: dict = {
+    "kind": "flow-statistics", "estimator": "opencv-dis", "preset": "ultrafast",
+    "finest_scale": 1, "size": [240, 360],
+    "statistics": ["p50", "p90", "p95", "p99", "p99.9", "max", "mean"],
+    "clip_len": 16, "stride": 8,
+    "pooling": "mean of the clip's per-frame statistics; a stream's tail clip repeats its last "
+               "frame; the first frame of a stream has zero flow",
+}
+"""The manifest's ``features`` record of ``flow-stats`` (what ``edgevad.media.motion``'s
+``FlowEstimator`` and ``flow_statistics`` compute on the camera; magnitudes in working-size
+pixels per frame)."""
+
+
 # --- Backbones ------------------------------------------------------------------------------------
 
 register_backbone(BackboneSpec(
@@ -324,6 +347,17 @@ register_backbone(BackboneSpec(
     weights=(),
     description="Motion stream for DMRM: 3D ResNet-18 over 2-channel optical-flow maps",
     paper="Dubey et al., Deep multiple ranking measures for weakly supervised anomaly detection",
+))
+register_backbone(BackboneSpec(
+    name="flow-stats",
+    builder="",
+    feature_dim=len(FLOW_STATISTICS_FEATURES["statistics"]),
+    geometry=FLOW_STATISTICS_GEOMETRY,
+    kind="flow-statistics",
+    description="No network: 7 statistics of DIS optical-flow magnitude per frame at 240x360 "
+                "(percentiles 50/90/95/99/99.9, max, mean), averaged over each 16-frame clip, "
+                "computed by the runtime on the camera",
+    paper="Ped2 weak-split study, docs/ped2_weak_split.md",
 ))
 
 
@@ -417,6 +451,22 @@ register_head(HeadSpec(
                 "it runs behind r3d34-ucf-crime, whose weights you supply",
     paper="Majhi, Das & Bremond, Weakly-supervised Joint Anomaly Detection and Classification, "
           "FG 2021",
+))
+register_head(HeadSpec(
+    name="motion-prior",
+    builder="edgevad_export.models.heads.normality:build_normality_prior",
+    default_backbone="flow-stats",
+    inputs=("features",),
+    outputs=("scores",),
+    segments=16,
+    builder_kwargs={"side": "upper"},
+    default_checkpoint="checkpoints/motion-prior",
+    description="Normality prior on optical-flow statistics, no backbone: a clip's squared "
+                "z-score against normal footage's per-statistic mean and std (only faster than "
+                "usual counts), d / (1 + d). Fitted, not trained: edgevad fit-prior on a folder "
+                "of the scene's normal videos",
+    paper="Normality prior of Zhou et al., BatchNorm-based Weakly Supervised Video Anomaly "
+          "Detection (BN-WVAD), 2023; recipe chosen in docs/ped2_weak_split.md",
 ))
 
 

@@ -101,7 +101,7 @@ def eager_reference(artifact_dir: str | Path, batch: int, warmup: int, iters: in
                 if i >= warmup:
                     samples[name].append(clock() - t0)
     total = [sum(s[i] for s in samples.values()) for i in range(iters)]
-    stride = manifest.geometry("backbone").stride
+    stride = manifest.input_geometry().stride  # motion-prior: no backbone stage
     stages = {f"eager:{n}": {"unit": "call", **LatencyStats.from_seconds(s).to_dict(),
                              "batch_mean": float(batch)} for n, s in samples.items()}
     stages["eager:model"] = {"unit": "clip batch", **LatencyStats.from_seconds(total).to_dict()}

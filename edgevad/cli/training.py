@@ -133,6 +133,20 @@ def train_command(
     console.print(f"[green]checkpoint[/green] {folder}")
 
 
+def fit_prior_command(
+    videos: List[Path] = typer.Argument(..., help="Normal videos of the scene, or folders of "
+                                        "them (no anomaly in any frame)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
+    model: str = typer.Option("motion-prior", "--model", "-m", help="The prior to fit."),
+) -> None:
+    """Fit motion-prior's normality statistics on a scene's normal videos (no labels, no
+    backbone: the runtime's own flow statistics per clip); export it with edgevad export."""
+    prior = training_side("edgevad fit-prior", "edgevad_export.training.prior")
+    folder = prior.fit_prior(videos, out, model=model,
+                             progress=lambda name, k: console.print(f"{name}: {k} clips"))
+    console.print(f"[green]checkpoint[/green] {folder}")
+
+
 def eval_command(
     checkpoint: Path = typer.Option(..., help="Checkpoint folder written by edgevad train."),
     features: Path = typer.Option(..., help="Test feature-bag file with frame annotations."),
@@ -288,5 +302,6 @@ def register(app: typer.Typer) -> None:
     app.command("build-engines")(build_engines_command)
     app.command("extract")(extract_command)
     app.command("train")(train_command)
+    app.command("fit-prior")(fit_prior_command)
     app.command("eval")(eval_command)
     app.command("export")(export_command)

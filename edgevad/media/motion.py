@@ -5,6 +5,9 @@ turns a stream of frames into DIS optical flow at a small working size (the moti
 112x112 input), :func:`encode_flow` maps flow to the network's [-1, 1] range, and
 :func:`motion_boxes` turns flow magnitude into boxes around moving objects, in the original
 frame's coordinates, so an anomaly score can point at what moved.
+:func:`flow_statistics` condenses a frame's flow magnitude into the few numbers (percentiles,
+maximum, mean) that the ``motion-prior`` model scores: one implementation, used by the runtime
+and by ``benchmarks/ped2_weak_split.py`` alike, so the benchmark measures what the camera runs.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "FLOW_BOUND", "PRESETS", "FlowEstimator", "MotionBox", "encode_flow", "flow_clip",
-    "flow_magnitude", "motion_boxes",
+    "FLOW_BOUND", "FLOW_STATISTICS", "PRESETS", "STATISTIC_PERCENTILES", "FlowEstimator",
+    "MotionBox", "encode_flow", "flow_clip", "flow_magnitude", "flow_statistics", "motion_boxes",
 ]
 
 FLOW_BOUND = 5.0
@@ -152,6 +155,45 @@ def flow_magnitude(flow: np.ndarray) -> np.ndarray:
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be [H, W, 2] (dx, dy), got shape {flow.shape}")
     return np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
+
+
+STATISTIC_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+"""Percentiles of a frame's flow magnitude that :func:`flow_statistics` reports, in order."""
+
+FLOW_STATISTICS: tuple[str, ...] = (
+    *(f"p{q:g}" for q in STATISTIC_PERCENTILES), "max", "mean")
+"""Names of :func:`flow_statistics`' columns, in order (``p50 ... p99.9, max, mean``); an
+artifact's manifest records them and the runtime refuses any other list."""
+
+
+def flow_statistics(magnitude: np.ndarray) -> np.ndarray:
+    """Per-frame statistics of flow magnitude: ``[h, w] -> [7]`` or ``[n, h, w] -> [n, 7]``
+    float64, the columns of :data:`FLOW_STATISTICS` (working-size pixels per frame).
+
+    The magnitude is read as float32. Percentiles are ``np.percentile``'s default (linear
+    interpolation between the two nearest ranks, in float64), taken from one ``np.partition``
+    per call and interpolated with numpy's own formula, so the numbers are ``np.percentile``'s
+    to the bit (``tests/test_motion.py`` checks it); maximum and mean are float32 reductions.
+    """
+    mag = np.asarray(magnitude)
+    if mag.ndim not in (2, 3) or mag.shape[-1] < 1 or mag.shape[-2] < 1:
+        raise ValueError(f"magnitude must be [H, W] or [N, H, W], got shape {mag.shape}")
+    if not np.issubdtype(mag.dtype, np.floating):
+        raise ValueError(f"magnitude must be a float array, got dtype {mag.dtype}")
+    flat = mag.reshape(-1, mag.shape[-2] * mag.shape[-1]).astype(np.float32, copy=False)
+    n = flat.shape[1]
+    pos = np.asarray(STATISTIC_PERCENTILES, dtype=np.float64) / 100.0 * (n - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    t = pos - lo
+    part = np.partition(flat, np.unique(np.concatenate([lo, hi])), axis=1)
+    a, b = part[:, lo].astype(np.float64), part[:, hi].astype(np.float64)
+    diff = b - a
+    # numpy's _lerp: a + diff * t, or b - diff * (1 - t) from t >= 0.5 (monotone, exact ends)
+    pct = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    out = np.concatenate([pct, flat.max(axis=1, keepdims=True),
+                          flat.mean(axis=1, keepdims=True)], axis=1)
+    return out[0] if mag.ndim == 2 else out
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from edgevad.runtime.engines import BackendChoice, Engine, EngineError, open_eng
 from edgevad.runtime.events import EventConfig, EventTracker
 from edgevad.runtime.pipeline import Pipeline
 from edgevad.runtime.results import AnomalyEvent, FrameResult
-from edgevad.runtime.stream import FrameError, StreamSession
+from edgevad.runtime.stream import FrameError, StreamSession, check_feature_record
 
 __all__ = ["Detector", "VideoScores"]
 
@@ -88,17 +88,20 @@ class Detector:
         self.manifest = manifest
         self.artifact_dir = artifact_dir
         self.engines = engines
-        for stage in ("backbone", "head"):
+        for stage in ("head",) if manifest.features is not None else ("backbone", "head"):
             if not manifest.has_stage(stage):
                 raise ManifestError(f"the manifest has no {stage!r} stage (stages: "
                                     f"{[s.name for s in manifest.stages]}); re-export the model")
+        if manifest.features is not None:  # no backbone: the streams compute the head's input
+            check_feature_record(manifest.features)
         self.pipeline = Pipeline(manifest, engines)
-        self.geometry = manifest.geometry("backbone")
+        self.geometry = manifest.input_geometry()
         self.flow_geometry = manifest.geometry("motion") if manifest.has_stage("motion") else None
-        _check_geometry(manifest, self.geometry)
-        from edgevad.artifact.protocols import check_manifest_protocol
+        if manifest.features is None:
+            _check_geometry(manifest, self.geometry)
+            from edgevad.artifact.protocols import check_manifest_protocol
 
-        check_manifest_protocol(manifest)  # the head's training features = this backbone's
+            check_manifest_protocol(manifest)  # the head's training features = this backbone's
         self.event_config = events or EventConfig()
         self.threshold, self.release = self.event_config.resolve(
             manifest.default_threshold, manifest.score_range)
@@ -246,7 +249,7 @@ class Detector:
                 if s.flow_buffer is not None:
                     ftail = s.flow_buffer.tail()
                     flow = None if ftail is None else ftail[0]
-                jobs.append((s, s.buffer.clips, clip, flow, None))
+                jobs.append((s, s.buffer.clips, s.clip_input(clip), flow, None))
         out = self._run(jobs)
         results = []
         for s in sessions:
@@ -339,7 +342,8 @@ class Detector:
                                self.event_config.max_gap)
         return StreamSession(sid, self.geometry, flow=self.manifest.flow,
                              flow_geometry=self.flow_geometry, events=tracker,
-                             class_names=self.class_names, fps=self.fps)
+                             class_names=self.class_names, fps=self.fps,
+                             features=self.manifest.features)
 
     def _session(self, stream: str) -> StreamSession:
         try:

@@ -14,6 +14,10 @@ Links (``manifest.links``) say what feeds the head:
 - ``via="identity"``: this clip's output (DAM's ``clip_map``).
 - ``via="state"``: the previous clip's output (DAM's ``prev_map``); a stream's first clip uses
   ``protocol.state["initial"]`` (this clip's map, so the first dissimilarity is zero).
+
+A model without a backbone stage (the manifest's ``features``: ``motion-prior``) gets each
+clip's runtime-computed feature vector (``[D]``, made by the stream) in place of a pixel clip;
+it feeds the head through the pseudo-stage ``features`` like a backbone's output would.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgevad.artifact.manifest import Manifest, ManifestError
+from edgevad.artifact.manifest import FEATURE_KINDS, FEATURES_STAGE, Manifest, ManifestError
 from edgevad.runtime.engines import Engine
 
 __all__ = ["ClipOutput", "ClipState", "Pipeline"]
@@ -64,6 +68,9 @@ class Pipeline:
         self.window = int(proto.window or (proto.segments if proto.segments_fixed else 1) or 1)
         self.pad_window = bool(proto.segments_fixed)
         self.has_motion = manifest.has_stage("motion")
+        self.computed = (None if manifest.features is None
+                         else FEATURE_KINDS.get(str(manifest.features.get("kind"))))
+        """Output name of runtime-computed features (no backbone stage), else None."""
         self.head_inputs: dict[str, tuple[str, str, str]] = {}  # input -> (stage, output, via)
         for link in manifest.links:
             stage, _, tensor = link.target.partition("/")
@@ -84,8 +91,11 @@ class Pipeline:
         """Score one clip per entry (a batch across streams); updates ``states`` in place."""
         if not clips:
             return []
-        outs: dict[str, dict[str, np.ndarray]] = {
-            "backbone": self.engines["backbone"].run({"clip": np.stack(clips)})}
+        outs: dict[str, dict[str, np.ndarray]] = {}
+        if self.computed is not None:  # clips are already the head's per-clip features
+            outs[FEATURES_STAGE] = {self.computed: np.stack(clips).astype(np.float32)}
+        else:
+            outs["backbone"] = self.engines["backbone"].run({"clip": np.stack(clips)})
         if self.has_motion:
             if flows is None:
                 raise ValueError("this model has a motion stream: flow clips are required")

@@ -1,5 +1,12 @@
 """One camera's state: its clip buffers, flow, head state, frames waiting for a score, events.
 
+A model whose head is fed runtime-computed features (the manifest's ``features``, kind
+``"flow-statistics"``: ``motion-prior``) has no pixel clips: the stream runs its own
+:class:`~edgevad.media.motion.FlowEstimator` at the manifest's size/preset/finest scale on every
+frame, buffers each frame's :func:`~edgevad.media.motion.flow_statistics` in the clip buffer
+(one ``[statistics, 1, 1]`` slot per frame) and hands out a clip's feature as the mean over its
+frames, the tail clip padded like any other (its last frame repeated).
+
 A :class:`StreamSession` is owned by the Detector and touched under its lock, one thread at a
 time. Frame checks happen
 in :meth:`StreamSession.check` before anything changes, so a bad frame leaves the stream (and
@@ -10,24 +17,87 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from edgevad.artifact.manifest import ManifestError
 from edgevad.artifact.zoo import InputGeometry
 from edgevad.errors import EdgevadError
-from edgevad.media.motion import FlowEstimator, MotionBox, encode_flow, flow_magnitude, motion_boxes
+from edgevad.media.motion import (
+    FLOW_STATISTICS,
+    PRESETS,
+    FlowEstimator,
+    MotionBox,
+    encode_flow,
+    flow_magnitude,
+    flow_statistics,
+    motion_boxes,
+)
 from edgevad.media.preprocess import check_frame, preprocess_frame
 from edgevad.runtime.clip_buffer import ClipBuffer
 from edgevad.runtime.events import EventTracker
 from edgevad.runtime.pipeline import ClipOutput, ClipState
 from edgevad.runtime.results import FrameResult
 
-__all__ = ["FrameError", "StreamSession"]
+__all__ = ["FrameError", "StreamSession", "check_feature_record", "clip_feature",
+           "flow_statistics_clips"]
 
 
 class FrameError(EdgevadError, ValueError):
     """A frame or timestamp the Detector cannot use; the stream's state is unchanged."""
+
+
+def check_feature_record(features: dict) -> None:
+    """Refuse (:class:`ManifestError`) a manifest ``features`` record this runtime cannot compute
+    exactly: another kind, a preset OpenCV's DIS lacks, statistics other than
+    :data:`~edgevad.media.motion.FLOW_STATISTICS` in that order."""
+    kind = features.get("kind")
+    if kind != "flow-statistics":
+        raise ManifestError(f"features kind {kind!r}: this runtime computes only "
+                            "'flow-statistics'")
+    if features.get("preset") not in PRESETS:
+        raise ManifestError(f"features preset {features.get('preset')!r} is not a DIS preset "
+                            f"({', '.join(PRESETS)})")
+    if tuple(features.get("statistics") or ()) != FLOW_STATISTICS:
+        raise ManifestError(f"features statistics {features.get('statistics')} differ from what "
+                            f"this runtime computes per frame, in order: {list(FLOW_STATISTICS)}")
+
+
+def clip_feature(clip: np.ndarray) -> np.ndarray:
+    """A buffered clip of per-frame statistics ``[D, T, 1, 1]`` -> its feature, float32 ``[D]``:
+    the mean over its frames (float64 sum)."""
+    return clip.mean(axis=1, dtype=np.float64)[:, 0, 0].astype(np.float32)
+
+
+def _stats_fill(mag: np.ndarray):
+    """The clip buffer's fill callback for one frame's flow magnitude: its statistics."""
+    def fill(slot: np.ndarray) -> None:
+        slot[:, 0, 0] = flow_statistics(mag)
+    return fill
+
+
+def flow_statistics_clips(frames: Iterable[np.ndarray], features: dict) -> tuple[np.ndarray, int]:
+    """``(clip features [K, D] float32, frames)`` of a whole video, exactly as a stream of the
+    Detector computes them (the same estimator settings, buffer, clip schedule and tail clip):
+    what ``edgevad fit-prior`` fits the normality prior on."""
+    check_feature_record(features)
+    est = FlowEstimator(tuple(features["size"]), features["preset"], features.get("finest_scale"))
+    buf = ClipBuffer((len(features["statistics"]), 1, 1), int(features["clip_len"]),
+                     int(features["stride"]))
+    out = []
+    for frame in frames:
+        mag = flow_magnitude(est(check_frame(frame)))
+        clip = buf.push(_stats_fill(mag) if buf.needs(buf.frames) else None)
+        if clip is not None:
+            out.append(clip_feature(clip))
+    tail = buf.tail()
+    if tail is not None:
+        out.append(clip_feature(tail[0]))
+    if not out:
+        raise ValueError("no frames: a video needs at least one frame")
+    return np.stack(out), buf.frames
 
 
 @dataclass
@@ -42,11 +112,18 @@ class StreamSession:
 
     def __init__(self, stream: str, geometry: InputGeometry, *, flow: dict | None,
                  flow_geometry: InputGeometry | None, events: EventTracker,
-                 class_names: tuple[str, ...], fps: float | None):
+                 class_names: tuple[str, ...], fps: float | None, features: dict | None = None):
         self.stream = stream
         self.geometry = geometry
-        self.buffer = ClipBuffer((geometry.channels, *geometry.size), geometry.clip_len,
-                                 geometry.stride)
+        self.stats_estimator: FlowEstimator | None = None  # features' flow (no pixel clips)
+        if features is not None:
+            self.stats_estimator = FlowEstimator(tuple(features["size"]), features["preset"],
+                                                 features.get("finest_scale"))
+            self.buffer = ClipBuffer((len(features["statistics"]), 1, 1), geometry.clip_len,
+                                     geometry.stride)
+        else:
+            self.buffer = ClipBuffer((geometry.channels, *geometry.size), geometry.clip_len,
+                                     geometry.stride)
         self.flow_buffer: ClipBuffer | None = None  # the motion stream's three, all or none
         self.flow_estimator: FlowEstimator | None = None
         self.flow_bound: float | None = None
@@ -80,7 +157,10 @@ class StreamSession:
                              "before pushing new frames")
         if self.frame_shape is None:  # the first frame: can the geometry take this size at all?
             try:
-                preprocess_frame(frame, self.geometry)
+                if self.stats_estimator is None:
+                    preprocess_frame(frame, self.geometry)
+                else:
+                    self.stats_estimator.prepare(frame)
             except ValueError as exc:
                 raise FrameError(f"stream {self.stream!r}: {exc}") from None
         elif frame.shape != self.frame_shape:
@@ -117,14 +197,24 @@ class StreamSession:
             flow_clip = flow_buffer.push(
                 (lambda slot: np.copyto(slot, encode_flow(flow, bound)))
                 if flow_buffer.needs(i) else None)
-        clip = self.buffer.push((lambda slot: preprocess_frame(frame, self.geometry, out=slot))
-                                if self.buffer.needs(i) else None)
+        if self.stats_estimator is not None:
+            mag = flow_magnitude(self.stats_estimator(frame))  # every frame, as for dmrm
+            boxes = tuple(motion_boxes(mag, frame.shape))
+            clip = self.buffer.push(_stats_fill(mag) if self.buffer.needs(i) else None)
+        else:
+            clip = self.buffer.push((lambda slot: preprocess_frame(frame, self.geometry, out=slot))
+                                    if self.buffer.needs(i) else None)
         self.frame_shape = frame.shape
         if timestamp is not None:
             self.last_timestamp = float(timestamp)
         self.last_seen = time.monotonic()
         self.pending.append(_Pending(i, timestamp, boxes))
-        return None if clip is None else (clip, flow_clip)
+        return None if clip is None else (self.clip_input(clip), flow_clip)
+
+    def clip_input(self, clip: np.ndarray) -> np.ndarray:
+        """What the pipeline takes for a buffered clip: the pixel clip itself, or for
+        flow-statistics features their mean over the clip's frames (float32 ``[statistics]``)."""
+        return clip if self.stats_estimator is None else clip_feature(clip)
 
     # -- output ------------------------------------------------------------------------------------
     def scored(self, clip_index: int, output: ClipOutput, covers_until: int | None) -> list:
@@ -158,6 +248,8 @@ class StreamSession:
             self.flow_buffer.reset()
         if self.flow_estimator is not None:
             self.flow_estimator.reset()
+        if self.stats_estimator is not None:
+            self.stats_estimator.reset()
         self.clip_state.reset()
         self.events.reset()
         self.pending.clear()

@@ -403,6 +403,13 @@ def write_repository(artifact_dir: str | Path, out: str | Path,
     pb = model_config_pb2()
     artifact = Path(artifact_dir)
     manifest = load_manifest(artifact, verify=True)
+    if manifest.features is not None:
+        raise TritonRepositoryError(
+            f"{manifest.head!r} has no backbone stage: its head's input "
+            f"({manifest.features.get('kind')}) is computed from each camera's optical flow by "
+            "the client, and a Triton repository (the manifest rides on the backbone's config, "
+            "the ensemble starts from pixels) cannot serve it; run it with edgevad run or "
+            "edgevad.Detector (the head costs microseconds on a CPU)")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
