@@ -593,6 +593,8 @@ def _export_computed_features(tmp: Path, *, spec, bb_spec, head, head_record, me
     if meta is not None:  # provenance: the normal videos (name + SHA-256) and the fit
         model_record["normal_videos"] = meta.get("normal_videos", [])
         model_record["fit"] = meta.get("fit", {})
+        if meta.get("threshold"):  # how fit-prior chose the alarm threshold
+            model_record["threshold"] = meta["threshold"]
     return Manifest(
         model=model_record, head=spec.name, backbones={}, weights={"head": head_record},
         stages=(stage,),
@@ -602,7 +604,7 @@ def _export_computed_features(tmp: Path, *, spec, bb_spec, head, head_record, me
                           stride=int(features["stride"]), segments=S, segments_fixed=False,
                           window=int(getattr(head, "live_window", 1))),
         files=files, opset=opset, class_names=tuple(spec.class_names),
-        score_range=tuple(spec.score_range), default_threshold=spec.default_threshold,
+        score_range=tuple(spec.score_range), default_threshold=_fitted_threshold(meta, spec),
         features=features,
         parity={"file": "parity.json", "passed": report["passed"], "max_abs": report["max_abs"],
                 "tolerance": report["tolerance"], "input": source},
@@ -612,6 +614,21 @@ def _export_computed_features(tmp: Path, *, spec, bb_spec, head, head_record, me
         edgevad_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def _fitted_threshold(meta: dict | None, spec) -> float:
+    """The checkpoint's own alarm threshold (``edgevad fit-prior`` calibrates one on held-out
+    normal footage) when it lies inside the head's score range, else the zoo's default."""
+    import math
+
+    value = (meta or {}).get("default_threshold")
+    lo, hi = spec.score_range
+    if isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi:
+        return float(value)
+    if value is not None:
+        raise ExportError(f"checkpoint default_threshold {value!r} is not a number in the "
+                          f"head's score range [{lo}, {hi}]")
+    return float(spec.default_threshold)
 
 
 def _export_stages(tmp: Path, *, spec, bb_spec, motion_spec, head, backbone, motion, geometry,

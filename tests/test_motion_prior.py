@@ -226,3 +226,55 @@ def test_fit_prior_names_what_it_cannot_fit(tmp_path, shared_data):
     with pytest.raises(PriorError, match="not a normality prior"):
         fit_prior([_path(shared_data, NORMAL)], tmp_path / "c", model="mil")
     assert not any((tmp_path / n).exists() for n in "abc")  # nothing half-written
+
+
+def test_fit_prior_calibrates_its_threshold_on_held_out_normal_videos(prior, tmp_path,
+                                                                      shared_data):
+    """Two normal videos: each held out in turn, scored by the prior fitted on the other; the
+    highest held-out clip score is the threshold the export and the Detector use. One video
+    keeps the zoo's default and says why."""
+    from edgevad import Detector
+    from edgevad.artifact import zoo
+    from edgevad.media.video import VideoReader
+    from edgevad.runtime.stream import flow_statistics_clips
+    from edgevad_export.exporter import export_model
+    from edgevad_export.training.prior import fit_prior
+
+    videos = [_path(shared_data, ("training", n)) for n in ("07", "08")]
+    meta = json.loads((fit_prior(videos, tmp_path / "ckpt") / "checkpoint.json").read_text())
+    clips = []
+    for v in videos:
+        with VideoReader(v) as reader:
+            clips.append(np.asarray(flow_statistics_clips(reader, dict(
+                zoo.FLOW_STATISTICS_FEATURES))[0], np.float64))
+    maxima = []
+    for i in (0, 1):  # the prior's formula in numpy, fitted on the other video
+        rest = clips[1 - i]
+        z = np.clip((clips[i] - rest.mean(0)) / (rest.std(0) + 1e-6), 0, None)
+        d = (z * z).mean(-1)
+        maxima.append((d / (1 + d)).max())
+    rec = meta["threshold"]
+    assert [v["file"] for v in rec["held_out"]] == ["07.mp4", "08.mp4"]
+    assert [v["max"] for v in rec["held_out"]] == pytest.approx(maxima, abs=2e-4)
+    assert meta["default_threshold"] == rec["value"] == max(v["max"] for v in rec["held_out"])
+    art = export_model("motion-prior", tmp_path / "art", checkpoint=tmp_path / "ckpt")
+    det = Detector.load(art, backend="onnxruntime")
+    assert det.threshold == pytest.approx(rec["value"])
+    assert det.manifest.model["threshold"]["held_out"] == rec["held_out"]
+
+    one = json.loads((prior[0] / "checkpoint.json").read_text())
+    assert one["threshold"]["value"] is None and "one normal video" in one["threshold"]["note"]
+    assert one["default_threshold"] == zoo.get_head("motion-prior").default_threshold
+
+
+def test_a_checkpoint_threshold_outside_the_score_range_is_refused(prior, tmp_path):
+    from edgevad_export.exporter import ExportError, export_model
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(prior[0], ckpt)
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    (ckpt / "checkpoint.json").write_text(json.dumps({**meta, "default_threshold": 1.5}))
+    with pytest.raises(ExportError, match=r"default_threshold 1.5 is not a number in the head's "
+                                          r"score range \[0.0, 1.0\]"):
+        export_model("motion-prior", tmp_path / "art", checkpoint=ckpt)
+    assert not (tmp_path / "art").exists()

@@ -13,6 +13,11 @@ The checkpoint folder is an ordinary ``edgevad train`` folder (``head.pt`` + ``c
 so ``edgevad export --model motion-prior --checkpoint DIR`` reads it like any other) whose record
 names every normal video by file name and SHA-256 (never a machine path), with its frame and clip
 counts, and the fitted statistics themselves.
+
+The alarm threshold comes from the same footage, by leave-one-video-out: each normal video is
+held out in turn, the prior fitted on the others scores its clips, and the highest held-out score
+becomes the checkpoint's ``default_threshold`` (footage like the normal videos raises no alarm;
+a prior fitted on one video keeps the zoo's default and says so). Recorded per video.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from edgevad.errors import EdgevadError
 from edgevad.fetch.hashing import sha256_file
 from edgevad.media.video import VIDEO_EXTENSIONS, VideoReader, list_videos
 
-__all__ = ["PriorError", "fit_prior", "normal_videos"]
+__all__ = ["PriorError", "fit_prior", "held_out_threshold", "normal_videos"]
 
 
 class PriorError(EdgevadError):
@@ -80,8 +85,12 @@ def fit_prior(inputs: Sequence[str | Path], out: str | Path, *, model: str = "mo
             progress(path.name, len(feats))
     normal = np.concatenate(clips)
     kwargs = {**spec.builder_kwargs, "feature_dim": backbone.feature_dim}
-    head = build_head(model, backbone=backbone.name, builder_kwargs=kwargs)
-    head.fit(normal)
+
+    def new_head():
+        return build_head(model, backbone=backbone.name, builder_kwargs=kwargs)
+
+    head = new_head().fit(normal)
+    threshold = held_out_threshold(clips, [r["file"] for r in records], new_head)
     meta = {
         "head": model,
         "builder_kwargs": kwargs,
@@ -94,5 +103,34 @@ def fit_prior(inputs: Sequence[str | Path], out: str | Path, *, model: str = "mo
         "fit": {"clips": int(len(normal)), "statistics": list(features["statistics"]),
                 "mean": [float(v) for v in head.mean], "std": [float(v) for v in head.std],
                 "std_note": "population standard deviation + 1e-6"},
+        "score_range": list(spec.score_range),
+        "default_threshold": (spec.default_threshold if threshold["value"] is None
+                              else threshold["value"]),
+        "threshold": threshold,
     }
     return save_checkpoint(out, head, meta)
+
+
+def held_out_threshold(clips: Sequence[np.ndarray], names: Sequence[str],
+                       new_head: Callable[[], object]) -> dict:
+    """Leave-one-video-out alarm threshold (module doc): ``value`` is the highest clip score of
+    any held-out video under the prior fitted on the other videos, or None for one video."""
+    import torch
+
+    rule = ("highest clip score of a held-out normal video under the prior fitted on the other "
+            "normal videos, each video held out in turn")
+    if len(clips) < 2:
+        return {"value": None, "rule": rule, "note": "one normal video: nothing to hold out, "
+                "the zoo's default threshold is kept; fit on two or more videos"}
+    per_video = []
+    for i, held in enumerate(clips):
+        rest = np.concatenate([c for j, c in enumerate(clips) if j != i])
+        if len(rest) < 2:
+            return {"value": None, "rule": rule, "note": "too few clips to hold a video out"}
+        head = new_head().fit(rest)  # type: ignore[attr-defined]
+        with torch.no_grad():
+            scores = head(torch.from_numpy(np.asarray(held, np.float32))[None])[0].numpy()
+        per_video.append({"file": names[i], "max": round(float(scores.max()), 4),
+                          "p95": round(float(np.percentile(scores, 95)), 4)})
+    value = max(v["max"] for v in per_video)
+    return {"value": value, "rule": rule, "held_out": per_video}
