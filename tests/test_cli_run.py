@@ -145,6 +145,7 @@ def test_runs_never_overwrite_each_other(tiny_artifact, tmp_path):
     (["--min-event-frames", "0"], "min-event-frames"),
     (["--threshold", "nan"], "finite"),
     (["--name", "../x"], "plain folder name"),
+    (["--model", "mil"], "--artifacts or --model, not both"),
 ])
 def test_bad_option_values_are_one_line_errors(tiny_artifact, tmp_path, args, match):
     video = _video(tmp_path / "cam.avi", n=5)
@@ -153,6 +154,25 @@ def test_bad_option_values_are_one_line_errors(tiny_artifact, tmp_path, args, ma
     assert match in (res.output + str(res.exception or "")), res.output
     assert not isinstance(res.exception, (ValueError, TypeError)) or isinstance(
         res.exception, EdgevadError)
+
+
+def test_model_runs_a_builtin_model_and_names_those_that_are_not(shared_data, tmp_path,
+                                                                 monkeypatch):
+    """``--model motion-prior`` builds the shipped fit into an empty cache and scores a real
+    Ped2 video with the fit's own threshold; a model that is not built in is a one-line error."""
+    pytest.importorskip("torch")
+    from edgevad.artifact.defaults import default_model_info
+
+    monkeypatch.setenv("EDGEVAD_CACHE", str(tmp_path / "cache"))
+    video = shared_data / "ped2" / "testing" / "02.mp4"
+    res = _run(video, "--model", "motion-prior", "--out", tmp_path / "o", "--no-plot")
+    assert res.exit_code == 0, res.output
+    threshold = default_model_info("motion-prior")["checkpoint"]["default_threshold"]
+    assert "model motion-prior" in res.output and f"threshold {threshold:g}" in res.output
+    report = json.loads((tmp_path / "o" / "run" / "report.json").read_text())
+    assert report["sources"][0]["frames"] == 180 and report["sources"][0]["events"]
+    res = _run(video, "--model", "joint", "--out", tmp_path / "o")
+    assert isinstance(res.exception, EdgevadError) and "not built in" in str(res.exception)
 
 
 def test_an_unwritable_out_is_a_one_line_error(tiny_artifact, tmp_path):

@@ -363,9 +363,9 @@ clip and a tail. The PETS clip's frames stand in for 8 cameras, each its own sli
 
 @pytest.fixture(scope="module")
 def real_server(shared_data, tmp_path_factory):
-    """dam-dist exported with ``edgevad export`` here; mil-ctx is the default model, which
-    ``edgevad run`` exports into the cache on first use (the other tests build it too: one
-    I3D export less). Both written with ``edgevad triton --backend python`` and served."""
+    """dam-dist exported with ``edgevad export`` here; mil-ctx is the built-in I3D model, which
+    ``edgevad run --model mil-ctx`` exports into the cache on first use (one I3D export less when
+    the cache has it). Both written with ``edgevad triton --backend python`` and served."""
     pytest.importorskip("torch")
     import os
 
@@ -375,7 +375,7 @@ def real_server(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("real-triton")
     # EDGEVAD_TEST_DAM_ARTIFACT: reuse a dam-dist export while developing (CI exports it)
     arts = {"dam-dist": Path(os.environ.get("EDGEVAD_TEST_DAM_ARTIFACT", root / "dam-dist")),
-            "mil-ctx": default_artifact(progress=False)}
+            "mil-ctx": default_artifact("mil-ctx", progress=False)}
     runner = CliRunner()
     if not (arts["dam-dist"] / "manifest.json").is_file():
         r = runner.invoke(app, ["export", "-m", "dam-dist", "-o", str(arts["dam-dist"])])

@@ -418,7 +418,7 @@ register_head(HeadSpec(
     name="mil-ctx",
     builder="edgevad_export.models.heads.context:build_context_mil",
     default_backbone="i3d",
-    default_checkpoint="default_model",
+    default_checkpoint="checkpoints/mil-ctx",
     inputs=("features",),
     outputs=("scores",),
     description="MIL with temporal context: L2-normalised segment features beside their "

@@ -70,15 +70,22 @@ def _root(
 @app.command("models")
 def models_command() -> None:
     """List the registered anomaly heads and backbones."""
+    from edgevad.artifact.defaults import DEFAULT_MODEL, builtin_models
+
+    builtin = builtin_models()
     heads = Table(title="Anomaly heads (--model)")
-    for col in ("name", "default backbone", "outputs", "classes", "shipped head", "paper"):
+    for col in ("name", "default backbone", "outputs", "classes", "shipped head", "built in",
+                "paper"):
         heads.add_column(col, overflow="fold")
     for name in zoo.list_heads():
         s = zoo.get_head(name)
         heads.add_row(name, s.default_backbone + (f" + {s.motion_backbone}" if s.motion_backbone else ""),
                       ", ".join(s.outputs), str(len(s.class_names) or "-"), _shipped_head(s),
+                      "default" if name == DEFAULT_MODEL else "yes" if name in builtin else "-",
                       re.split(r"[,;]| et al", s.paper)[0])
     console.print(heads)
+    console.print("built in: edgevad run --model NAME builds it from the package and the registry "
+                  "on first use; the others need edgevad export (weights you supply)")
     backbones = Table(title="Backbones (--backbone)")
     for col in ("name", "feature dim", "clip", "input", "weights"):
         backbones.add_column(col)

@@ -64,11 +64,12 @@ def _default_source() -> str:
     return str(path)
 
 
-def _default_artifacts() -> Path:
-    from edgevad.artifact.defaults import default_artifact
+def _builtin_artifacts(model: Optional[str]) -> Path:
+    from edgevad.artifact.defaults import DEFAULT_MODEL, default_artifact
 
-    path = default_artifact(progress=True)
-    console.print(f"no --artifacts given: using the default model {path}")
+    path = default_artifact(model, progress=True)
+    what = f"the built-in model {model}" if model else f"the default model ({DEFAULT_MODEL})"
+    console.print(f"no --artifacts given: using {what} {path}")
     return path
 
 
@@ -78,6 +79,9 @@ def run_command(
         "(default: the sample video)."),
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", "-a", help="Exported artifact "
                                              "folder (default: the default model, built on first use)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A built-in model instead of "
+                                        "--artifacts: motion-prior (the default), mil-ctx, "
+                                        "mil-dis, dam-dist... (edgevad models); built on first use."),
     out: Path = typer.Option(Path("edgevad-runs"), "--out", "-o", help="Parent folder of the "
                              "run folders."),
     name: str = typer.Option("run", help="Run folder name inside --out; run2, run3... when taken."),
@@ -112,6 +116,8 @@ def run_command(
     from edgevad.runtime.detector import Detector
     from edgevad.runtime.events import EventConfig
 
+    if artifacts is not None and model is not None:
+        raise typer.BadParameter("give --artifacts or --model, not both", param_hint="--model")
     _log_to_console()
     specs = list(source) if source else [_default_source()]
     rc = Reconnect(attempts=reconnect, delay_s=reconnect_delay, read_timeout_s=read_timeout)
@@ -127,7 +133,7 @@ def run_command(
             console.print(f"[red]failed[/red] {u['source']}: {u['error']}", highlight=False)
         raise EdgevadError("no source could be opened" if len(unopened) > 1 else unopened[0]["error"])
     unique_names(sources)
-    folder = artifacts if artifacts is not None else _default_artifacts()
+    folder = artifacts if artifacts is not None else _builtin_artifacts(model)
     events_cfg = EventConfig(threshold=threshold, min_frames=min_event_frames)
     detector = Detector.load(folder, backend=backend, threads=threads, events=events_cfg,
                              device=device, precision=precision)
