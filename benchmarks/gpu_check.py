@@ -1,11 +1,11 @@
-"""First thing to run on a machine with an NVIDIA GPU: the default model and R3D-18 through ONNX
+"""First thing to run on a machine with an NVIDIA GPU: the I3D model (mil-ctx) and R3D-18 through ONNX
 Runtime's CUDA provider (and TensorRT where present), as ``edgevad bench`` rows with the device
 named, beside the CPU row of the same artifact, so a GPU session fills the backends table at once.
 
     python benchmarks/gpu_check.py --work WORK                 # exports what is missing into WORK
     python benchmarks/gpu_check.py --artifacts ART [ART ...]   # artifacts you already have
 
-Needs no network once the artifacts exist (the default model is built from the registry's I3D
+Needs no network once the artifacts exist (mil-ctx is built from the registry's I3D
 weights on first use; R3D-18 is exported with random weights, which time the same as trained
 ones). What runs, per artifact, each as a printed ``edgevad bench`` command writing JSON into
 ``WORK/gpu_check``:
@@ -83,13 +83,14 @@ def plans(gpu: str | None) -> list[tuple[str, list[str]]]:
 
 
 def artifacts(work: Path) -> list[Path]:
-    """The default model (built into edgevad's cache once) and R3D-18 (exported into WORK)."""
+    """The built-in I3D model mil-ctx (built into edgevad's cache once; the default model, a
+    flow-statistics prior, has no network for a GPU to run) and R3D-18 (exported into WORK)."""
     from edgevad.artifact.defaults import default_artifact
 
     r3d = work / "r3d18"
     if not (r3d / "manifest.json").is_file():
         edgevad([*R3D18, "--out", str(r3d)])
-    return [default_artifact(progress=True), r3d]
+    return [default_artifact("mil-ctx", progress=True), r3d]
 
 
 def row(label: str, gpu: str | None, doc: dict, base: dict | None) -> list[str]:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", type=Path, default=Path("gpu-check"))
     p.add_argument("--artifacts", type=Path, nargs="*", default=None,
-                   help="artifact folders to run (default: the default model and R3D-18)")
+                   help="artifact folders to run (default: the built-in mil-ctx and R3D-18)")
     p.add_argument("--source", default=str(CLIP) if CLIP.is_file() else "synthetic",
                    help="a video file or 'synthetic' (default: the PETS clip of ../shared)")
     p.add_argument("--iters", type=int, default=12)

@@ -1,4 +1,5 @@
-"""Choose the default model's head on Ped2 by nested cross-validation, then report it honestly.
+"""Choose the I3D head shipped as mil-ctx (the default model until motion-prior) on Ped2 by
+nested cross-validation, then report it honestly.
 
     python benchmarks/ped2_select_head.py --work edgevad-work/ped2 --json edgevad-work/ped2/select.json
 

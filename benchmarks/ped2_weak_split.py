@@ -73,7 +73,8 @@ pre-processing, several select their checkpoint on the test videos."""
 
 RECIPE = {"model": "mil-ctx", "backbone": "i3d", "segments": 16, "steps": 1000, "topk": 3,
           "threads": 1}
-"""The default model's recipe (``edgevad/default_model``): the baseline candidate."""
+"""The shipped mil-ctx recipe (``edgevad/checkpoints/mil-ctx``, the default model before this
+study): the baseline candidate."""
 
 CANDIDATES: dict[str, dict] = {
     "mil-ctx": {"train": {}},

@@ -4,8 +4,8 @@
     python benchmarks/ped2_zoo_heads.py --work edgevad-work/ped2 --out edgevad/checkpoints
 
 These are what ``edgevad export --model NAME`` exports when no ``--checkpoint`` is given (the
-default model, ``mil-ctx``, is ``edgevad/default_model``). Same split and settings as the default
-model (``benchmarks/ped2_default_model.py``; its ``CONFIG`` with the head swapped): train on the
+I3D head ``mil-ctx`` is ``edgevad/checkpoints/mil-ctx``). Same split and settings as that head
+(``benchmarks/ped2_mil_ctx.py``; its ``CONFIG`` with the head swapped): train on the
 16 normal training videos + test videos 07-12 (video labels), evaluate frame AUC on 01-06, never
 trained on. ``dmrm`` also needs the motion stream: DIS optical flow through ``motion-i3d`` (the
 Kinetics I3D with a cross-modal flow stem), extracted here with the same clips (resumable).
@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ped2_default_model import (  # noqa: E402
+from ped2_end_to_end import PED2, extract  # noqa: E402
+from ped2_mil_ctx import (  # noqa: E402
     CONFIG,
     TEST_FOLD,
     TRAIN_FOLD,
@@ -35,7 +36,6 @@ from ped2_default_model import (  # noqa: E402
     split_bags,
     write_split,
 )
-from ped2_end_to_end import PED2, extract  # noqa: E402
 
 HEADS = ("mil", "mrm", "dmrm", "dam-dist", "dam-cov", "mil-dis")
 MIL_DIS = {"self_training": True, "val_share": 0.2, "head_kwargs": {"hidden": 128}}

@@ -1,6 +1,7 @@
 """Soak test of the live path: many streams for a long time, with churn; does anything drift?
 
     python benchmarks/soak.py --minutes 240                       # the default model, 8 streams
+    python benchmarks/soak.py --model mil-ctx --minutes 240       # the built-in I3D model
     python benchmarks/soak.py --artifacts ART --minutes 5 --streams 16 --json soak.json
     python benchmarks/soak.py --plumbing --minutes 5              # runtime machinery only, fast
 
@@ -83,6 +84,7 @@ def looped(frames: list[np.ndarray], offset: int):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--artifacts", type=Path, help="artifact folder (default: the default model)")
+    ap.add_argument("--model", help="a built-in model instead, e.g. mil-ctx (the I3D head)")
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--fps", type=float, default=25.0, help="frame rate of the timestamps")
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     elif args.artifacts is None:
         from edgevad.artifact.defaults import default_artifact
 
-        args.artifacts = default_artifact(progress=True)
+        args.artifacts = default_artifact(args.model, progress=True)
     det = Detector.load(args.artifacts, threads=args.threads, idle_timeout_s=args.idle)
     size = tuple(int(x) for x in args.size.lower().split("x"))
     real = clip_frames(args.clip, args.clip_frames) if args.clip.is_file() else []

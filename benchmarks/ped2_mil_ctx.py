@@ -1,7 +1,8 @@
-"""Reproduce edgevad's default model (edgevad/default_model/) from ../shared, and measure it.
+"""Reproduce the shipped mil-ctx head (edgevad/checkpoints/mil-ctx/; the default model until
+motion-prior won the weak-split study) from ../shared, and measure it.
 
     python benchmarks/ped2_end_to_end.py --work edgevad-work/ped2      # real I3D features of Ped2 (once)
-    python benchmarks/ped2_default_model.py --work edgevad-work/ped2 --out edgevad/default_model
+    python benchmarks/ped2_mil_ctx.py --work edgevad-work/ped2 --out edgevad/checkpoints/mil-ctx
 
 Split (weak labels for training, frame labels only for the evaluation):
 - train: ped2/training/01-16 (all normal) + ped2/testing/07-12 as anomalous bags (video labels);
@@ -111,13 +112,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     labels = json.loads((args.data / "test_frame_labels.json").read_text())
     train_path, test_path = write_split(args.work, labels)
-    config = args.work / "default_model_config.json"
+    config = args.work / "mil_ctx_config.json"
     config.write_text(json.dumps(CONFIG, indent=2) + "\n")
     edgevad = [sys.executable, "-m", "edgevad"]
     train_cmd = ["train", "-m", CONFIG["model"], "--features", str(train_path),
                  "--config", str(config), "-o", str(args.out), "--no-progress"]
     run(edgevad + train_cmd)
-    report_dir = args.work / "default_model_eval"
+    report_dir = args.work / "mil_ctx_eval"
     eval_cmd = ["eval", "--checkpoint", str(args.out), "--features", str(test_path),
                 "-o", str(report_dir), "--no-curves"]
     run(edgevad + eval_cmd)
@@ -133,11 +134,11 @@ def main(argv=None) -> int:
                 "vehicles on a pedestrian walkway. Not a crime detector.",
         "reproduce": [
             "python benchmarks/ped2_end_to_end.py --work WORK   # I3D features of all 28 videos",
-            "python benchmarks/ped2_default_model.py --work WORK --out edgevad/default_model",
+            "python benchmarks/ped2_mil_ctx.py --work WORK --out edgevad/checkpoints/mil-ctx",
             "# which runs: edgevad " + " ".join(train_cmd).replace(str(args.work), "WORK")
-            .replace(str(args.out), "edgevad/default_model"),
+            .replace(str(args.out), "edgevad/checkpoints/mil-ctx"),
             "# and:        edgevad " + " ".join(eval_cmd).replace(str(args.work), "WORK")
-            .replace(str(args.out), "edgevad/default_model"),
+            .replace(str(args.out), "edgevad/checkpoints/mil-ctx"),
         ],
         "config": CONFIG,
         "split": {"train_normal": "ped2/training/01-16",
