@@ -85,7 +85,7 @@ def models_command() -> None:
                       re.split(r"[,;]| et al", s.paper)[0])
     console.print(heads)
     console.print("built in: edgevad run --model NAME builds it from the package and the registry "
-                  "on first use; the others need edgevad export (weights you supply)")
+                  "on first use; export the others with edgevad export")
     backbones = Table(title="Backbones (--backbone)")
     for col in ("name", "feature dim", "clip", "input", "weights"):
         backbones.add_column(col)
