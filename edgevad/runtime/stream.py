@@ -78,18 +78,32 @@ def _stats_fill(mag: np.ndarray):
     return fill
 
 
+def statistics_stream(features: dict, clip_len: int, stride: int
+                      ) -> tuple[FlowEstimator, ClipBuffer]:
+    """The flow estimator and clip buffer of one stream of a flow-statistics model (one place,
+    so ``fit-prior`` and the Detector cannot drift apart)."""
+    est = FlowEstimator(tuple(features["size"]), features["preset"], features.get("finest_scale"))
+    return est, ClipBuffer((len(features["statistics"]), 1, 1), int(clip_len), int(stride))
+
+
+def push_statistics(est: FlowEstimator, buf: ClipBuffer, frame: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """One checked frame through a statistics stream: ``(flow magnitude, completed clip or
+    None)``. The flow runs on every frame (it is between neighbours); the statistics are
+    computed only for frames a clip will hold."""
+    mag = flow_magnitude(est(frame))
+    return mag, buf.push(_stats_fill(mag) if buf.needs(buf.frames) else None)
+
+
 def flow_statistics_clips(frames: Iterable[np.ndarray], features: dict) -> tuple[np.ndarray, int]:
     """``(clip features [K, D] float32, frames)`` of a whole video, exactly as a stream of the
     Detector computes them (the same estimator settings, buffer, clip schedule and tail clip):
     what ``edgevad fit-prior`` fits the normality prior on."""
     check_feature_record(features)
-    est = FlowEstimator(tuple(features["size"]), features["preset"], features.get("finest_scale"))
-    buf = ClipBuffer((len(features["statistics"]), 1, 1), int(features["clip_len"]),
-                     int(features["stride"]))
+    est, buf = statistics_stream(features, features["clip_len"], features["stride"])
     out = []
     for frame in frames:
-        mag = flow_magnitude(est(check_frame(frame)))
-        clip = buf.push(_stats_fill(mag) if buf.needs(buf.frames) else None)
+        _, clip = push_statistics(est, buf, check_frame(frame))
         if clip is not None:
             out.append(clip_feature(clip))
     tail = buf.tail()
@@ -117,10 +131,8 @@ class StreamSession:
         self.geometry = geometry
         self.stats_estimator: FlowEstimator | None = None  # features' flow (no pixel clips)
         if features is not None:
-            self.stats_estimator = FlowEstimator(tuple(features["size"]), features["preset"],
-                                                 features.get("finest_scale"))
-            self.buffer = ClipBuffer((len(features["statistics"]), 1, 1), geometry.clip_len,
-                                     geometry.stride)
+            self.stats_estimator, self.buffer = statistics_stream(features, geometry.clip_len,
+                                                                  geometry.stride)
         else:
             self.buffer = ClipBuffer((geometry.channels, *geometry.size), geometry.clip_len,
                                      geometry.stride)
@@ -198,9 +210,8 @@ class StreamSession:
                 (lambda slot: np.copyto(slot, encode_flow(flow, bound)))
                 if flow_buffer.needs(i) else None)
         if self.stats_estimator is not None:
-            mag = flow_magnitude(self.stats_estimator(frame))  # every frame, as for dmrm
+            mag, clip = push_statistics(self.stats_estimator, self.buffer, frame)
             boxes = tuple(motion_boxes(mag, frame.shape))
-            clip = self.buffer.push(_stats_fill(mag) if self.buffer.needs(i) else None)
         else:
             clip = self.buffer.push((lambda slot: preprocess_frame(frame, self.geometry, out=slot))
                                     if self.buffer.needs(i) else None)
