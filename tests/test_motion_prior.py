@@ -233,15 +233,21 @@ def test_fit_prior_calibrates_its_threshold_on_held_out_normal_videos(prior, tmp
     """Two normal videos: each held out in turn, scored by the prior fitted on the other; the
     highest held-out clip score is the threshold the export and the Detector use. One video
     keeps the zoo's default and says why."""
+    from typer.testing import CliRunner
+
     from edgevad import Detector
     from edgevad.artifact import zoo
+    from edgevad.cli.main import app
     from edgevad.media.video import VideoReader
     from edgevad.runtime.stream import flow_statistics_clips
     from edgevad_export.exporter import export_model
-    from edgevad_export.training.prior import fit_prior
 
     videos = [_path(shared_data, ("training", n)) for n in ("07", "08")]
-    meta = json.loads((fit_prior(videos, tmp_path / "ckpt") / "checkpoint.json").read_text())
+    res = CliRunner().invoke(app, ["fit-prior", *map(str, videos), "-o", str(tmp_path / "ckpt")])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    assert f"threshold {meta['default_threshold']:.3f}: the highest score" in " ".join(
+        res.output.split())
     clips = []
     for v in videos:
         with VideoReader(v) as reader:

@@ -144,6 +144,16 @@ def fit_prior_command(
     prior = training_side("edgevad fit-prior", "edgevad_export.training.prior")
     folder = prior.fit_prior(videos, out, model=model,
                              progress=lambda name, k: console.print(f"{name}: {k} clips"))
+    meta = json.loads((folder / "checkpoint.json").read_text("utf-8"))
+    rec = meta.get("threshold") or {}
+    if rec.get("value") is None:
+        console.print(f"threshold {meta.get('default_threshold')} (the zoo's): "
+                      f"{rec.get('note', 'not calibrated')}")
+    else:
+        held = ", ".join(f"{v['file']} {v['max']:.3f}" for v in rec["held_out"])
+        console.print(f"threshold {rec['value']:.3f}: the highest score of a normal video held "
+                      f"out of the fit (each in turn: {held}). Held-out scores near 1 mean "
+                      "each video moves unlike the others: fit on more of the scene's footage")
     console.print(f"[green]checkpoint[/green] {folder}")
 
 
