@@ -284,3 +284,81 @@ def test_a_checkpoint_threshold_outside_the_score_range_is_refused(prior, tmp_pa
                                           r"score range \[0.0, 1.0\]"):
         export_model("motion-prior", tmp_path / "art", checkpoint=ckpt)
     assert not (tmp_path / "art").exists()
+
+
+@pytest.fixture(scope="module")
+def ped2_labels(shared_data) -> dict:
+    return json.loads((shared_data / "ped2" / "test_frame_labels.json").read_text())
+
+
+def test_eval_on_videos_pools_the_detectors_frames_with_their_labels(prior, live, shared_data,
+                                                                     ped2_labels, tmp_path):
+    """``edgevad eval --artifacts`` on a labelled anomalous video and a normal one: the frame
+    AUC, AP and alarms are those of the Detector's own per-frame scores with Ped2's labels, and
+    intervals give the same ground truth as per-frame 0/1."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from typer.testing import CliRunner
+
+    from edgevad import Detector
+    from edgevad.cli.main import app
+
+    other = _path(shared_data, ("training", "07"))
+    normal_scores = Detector.load(prior[1], backend="onnxruntime").score_video(other).scores
+    y = np.concatenate([np.asarray(ped2_labels[VIDEO[1]]), np.zeros(len(normal_scores))])
+    s = np.concatenate([live.scores, normal_scores])
+    y02 = np.asarray(ped2_labels[VIDEO[1]])
+    start, end = int(np.argmax(y02)), int(len(y02) - 1 - np.argmax(y02[::-1]))
+    assert y02[start:end + 1].all()  # one run of anomalous frames: one interval says the same
+    for name, entry in (("frames", ped2_labels[VIDEO[1]]), ("intervals", [[start, end]])):
+        (tmp_path / f"{name}.json").write_text(json.dumps({VIDEO[1]: entry}))
+        res = CliRunner().invoke(app, [
+            "eval", "--artifacts", str(prior[1]), str(_path(shared_data, VIDEO)),
+            "--frame-labels", str(tmp_path / f"{name}.json"), "--normal", str(other),
+            "--backend", "onnxruntime", "-o", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+        rep = json.loads((tmp_path / name / "report.json").read_text())
+        assert rep["frame_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+        assert rep["average_precision"] == pytest.approx(average_precision_score(y, s), abs=1e-9)
+        thr = rep["alarms"]["threshold"]
+        assert rep["alarms"]["normal_frames_alarmed"] == pytest.approx((s[y == 0] >= thr).mean())
+        assert [v["frames"] for v in rep["videos"]] == [180, 150]
+        assert rep["model"]["name"] == "motion-prior" and rep["not_scored"] == {}
+
+
+def test_eval_on_videos_names_bad_inputs_and_keeps_the_rest(prior, shared_data, ped2_labels,
+                                                          tmp_path):
+    from edgevad_export.evaluation.evaluate import EvaluationError
+    from edgevad_export.evaluation.videos import evaluate_videos
+
+    good = _path(shared_data, VIDEO)
+    cut = tmp_path / "cut.mp4"  # half a file: opens, stops decoding part-way
+    data = _path(shared_data, ("testing", "03")).read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"02": ped2_labels["02"], "cut": ped2_labels["03"],
+                                  "04": ped2_labels["04"][:-5]}))
+    short = tmp_path / "04.mp4"
+    short.write_bytes(_path(shared_data, ("testing", "04")).read_bytes())
+    rep = evaluate_videos(prior[1], [good, cut, short], frame_labels=labels,
+                          normal=[_path(shared_data, ("training", "07"))], backend="onnxruntime")
+    assert [v["video"].rsplit("/", 1)[-1] for v in rep["videos"]] == ["02.mp4", "07.mp4"]
+    assert set(rep["not_scored"]) == {"cut", "04"}
+    assert "frames decoded, 175 labelled" in rep["not_scored"]["04"]
+    with pytest.raises(EvaluationError, match=r"names no labels for 01"):
+        evaluate_videos(prior[1], [_path(shared_data, ("testing", "01"))], frame_labels=labels)
+    with pytest.raises(EvaluationError, match="frame labels file .* does not exist"):
+        evaluate_videos(prior[1], [good], frame_labels=tmp_path / "missing.json")
+    with pytest.raises(EvaluationError, match="no anomalous frames"):
+        evaluate_videos(prior[1], normal=[_path(shared_data, ("training", "07"))])
+
+
+def test_eval_modes_do_not_mix(prior, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgevad.cli.main import app
+
+    res = CliRunner().invoke(app, ["eval", "--artifacts", str(prior[1]), "--checkpoint",
+                                   str(prior[0]), "--features", str(tmp_path / "f.npz")])
+    assert res.exit_code == 2 and "not both" in res.output
+    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(prior[0])])
+    assert res.exit_code == 2 and "--artifacts with videos" in res.output

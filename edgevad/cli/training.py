@@ -158,8 +158,22 @@ def fit_prior_command(
 
 
 def eval_command(
-    checkpoint: Path = typer.Option(..., help="Checkpoint folder written by edgevad train."),
-    features: Path = typer.Option(..., help="Test feature-bag file with frame annotations."),
+    videos: Optional[List[Path]] = typer.Argument(None, help="With --artifacts: labelled videos, "
+                                                  "folders or list files (see --frame-labels)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint folder written by edgevad "
+                                              "train (with --features)."),
+    features: Optional[Path] = typer.Option(None, help="Test feature-bag file with frame "
+                                            "annotations (with --checkpoint)."),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", "-a", help="Evaluate an "
+                                             "exported artifact live on VIDEOS instead (any "
+                                             "model, motion-prior included)."),
+    frame_labels: Optional[Path] = typer.Option(None, help="With --artifacts: JSON, video name "
+                                                "-> one 0/1 per frame or [start, end] frame "
+                                                "intervals."),
+    normal: Optional[List[Path]] = typer.Option(None, "--normal", help="With --artifacts: "
+                                                "all-normal videos or folders (repeatable; no "
+                                                "labels needed)."),
+    backend: str = typer.Option("auto", help="With --artifacts: the runtime backend."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.json, "
                                        "roc.png and per-video curves."),
     threshold: Optional[float] = typer.Option(None, help="FAR threshold (default: the head's)."),
@@ -167,7 +181,32 @@ def eval_command(
     motion_features: Optional[Path] = typer.Option(None, help="Motion-stream bags (dmrm)."),
     curves: bool = typer.Option(True, help="Per-video score-curve PNGs."),
 ) -> None:
-    """Evaluate a trained head: frame AUC, AP, false alarm rate, video and per-class AUC."""
+    """Evaluate a trained head on feature bags (--checkpoint, --features), or an exported model
+    live on labelled videos (--artifacts): frame AUC, AP, false alarm rate, video AUC."""
+    if artifacts is not None:
+        if checkpoint is not None or features is not None:
+            raise typer.BadParameter("give --artifacts (videos) or --checkpoint with --features "
+                                     "(feature bags), not both", param_hint="--artifacts")
+        videos_eval = training_side("edgevad eval", "edgevad_export.evaluation.videos")
+        report = videos_eval.evaluate_videos(
+            artifacts, videos or [], frame_labels=frame_labels, normal=normal or [],
+            backend=backend, threshold=threshold, out_dir=out,
+            progress=lambda name, r: console.print(
+                f"{name}: {r['frames']} frames, max {r['max_score']:.3f}, {r['events']} "
+                "event(s)", highlight=False))
+        shown = {k: report[k] for k in ("frame_auc", "average_precision", "far", "video_auc")}
+        console.print_json(json.dumps({**shown, "alarms": report["alarms"]}))
+        for name, why in report["not_scored"].items():
+            console.print(f"[yellow]not scored[/yellow] {name}: {why}", highlight=False)
+        if out:
+            console.print(f"report: {out / 'report.json'}")
+        return
+    if checkpoint is None or features is None:
+        raise typer.BadParameter("give --checkpoint and --features (feature bags), or "
+                                 "--artifacts with videos", param_hint="--checkpoint")
+    if videos:
+        raise typer.BadParameter("VIDEOS go with --artifacts; --checkpoint reads --features",
+                                 param_hint="VIDEOS")
     evaluation = training_side("edgevad eval", "edgevad_export.evaluation.evaluate")
     report = evaluation.evaluate(checkpoint, features, out_dir=out, scores_out=scores_out,
                                  motion_bags=motion_features, curves=curves,
