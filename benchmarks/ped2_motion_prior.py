@@ -5,9 +5,10 @@
 The recipe chosen by ``benchmarks/ped2_weak_split.py`` (``docs/ped2_weak_split.md``) run through
 the product instead of the study's cached arrays: ``edgevad fit-prior`` on the split's 4 normal
 training videos (ped2/training 07, 08, 14, 15), ``edgevad export --model motion-prior``, then
-``edgevad.Detector.score_video`` (what ``edgevad run`` does: every frame through the stream's own
-flow estimator, each clip scored as it completes, every frame carrying its clip's score) on the
-split's 18 test videos, frame AUC pooled over their frames as in the study's table. The prior
+``edgevad eval --artifacts`` (``evaluate_videos``: ``Detector.score_video``, what ``edgevad run``
+does: every frame through the stream's own flow estimator, each clip scored as it completes,
+every frame carrying its clip's score) on the split's 18 test videos, frame AUC pooled over their
+frames as in the study's table. The prior
 has no seed (a mean and a standard deviation of the normal clips), so one run is the 3-seed mean.
 
 Alarms at the threshold ``edgevad fit-prior`` chose on the normal training videos alone
@@ -31,11 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ped2_clips import PED2, TRAIN_NORMAL  # noqa: E402
-from ped2_weak_split import TEST_VIDEOS, frame_labels_of, pooled_auc, video_key  # noqa: E402
+from ped2_weak_split import TEST_VIDEOS, video_key  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "edgevad" / "checkpoints" / "motion-prior"
@@ -67,37 +66,35 @@ def main(argv=None) -> int:
     edgevad("export", "--model", "motion-prior", "--checkpoint", str(ckpt), "--out", str(art),
             "--overwrite")
 
-    from edgevad import Detector
+    from edgevad_export.evaluation.videos import evaluate_videos
 
-    det = Detector.load(art, backend=args.backend)
-    labels = json.loads(labels_file.read_text())
-    scores, n_frames, events, seconds = {}, {}, {}, 0.0
-    for split, name in TEST_VIDEOS:
-        t = time.perf_counter()
-        out = det.score_video(args.data / split / f"{name}.mp4")
-        seconds += time.perf_counter() - t
-        key = video_key(split, name)
-        scores[key], n_frames[key] = out.scores.tolist(), len(out.scores)
-        events[key] = [(e.start, e.end) for e in out.events]
-    alarms = alarm_figures(scores, n_frames, events, labels, det.threshold)
-    auc = pooled_auc(scores, n_frames, labels)
-    anomalous = {k: v for k, v in scores.items() if k.startswith("testing/")}
-    auc_in = pooled_auc(anomalous, n_frames, labels)
-    normal_means = {k: round(float(np.mean(v)), 3) for k, v in scores.items()
-                    if not frame_labels_of(k, n_frames[k], labels).any()}
-    frames = sum(n_frames.values())
-    print(f"motion-prior, live (Detector.score_video, {args.backend}) on the 18 test videos: "
-          f"frame AUC {100 * auc:.1f} (within the 6 anomalous videos {100 * auc_in:.1f}); "
-          f"{frames} frames in {seconds:.1f} s ({1000 * seconds / frames:.1f} ms a frame, flow "
-          f"at 240x360 + statistics + motion boxes + head; fit on 4 videos {fit_s:.0f} s)")
+    anomalous = [args.data / s / f"{n}.mp4" for s, n in TEST_VIDEOS if s == "testing"]
+    normal = [args.data / s / f"{n}.mp4" for s, n in TEST_VIDEOS if s == "training"]
+    t = time.perf_counter()  # what `edgevad eval --artifacts` runs (docs/training.md)
+    rep = evaluate_videos(art, anomalous, frame_labels=labels_file, normal=normal,
+                          backend=args.backend)
+    seconds = time.perf_counter() - t
+    inside = evaluate_videos(art, anomalous, frame_labels=labels_file, backend=args.backend)
+    if rep["not_scored"]:
+        raise SystemExit(f"not scored: {rep['not_scored']}")
+    auc, auc_in, alarms = rep["frame_auc"], inside["frame_auc"], rep["alarms"]
+    normal_means = {"training/" + Path(r["video"]).stem: r["mean_score"] for r in rep["videos"]
+                    if not r["anomalous_frames"]}
+    frames = sum(r["frames"] for r in rep["videos"])
+    print(f"motion-prior, live (edgevad eval --artifacts: Detector.score_video, {rep['backend']})"
+          f" on the 18 test videos: frame AUC {100 * auc:.1f} (within the 6 anomalous videos "
+          f"{100 * auc_in:.1f}); {frames} frames in {seconds:.1f} s ({1000 * seconds / frames:.1f}"
+          f" ms a frame, decode + flow at 240x360 + statistics + motion boxes + head; fit on 4 "
+          f"videos {fit_s:.0f} s)")
     print("mean score of the normal test videos: " + ", ".join(
         f"{k} {v}" for k, v in sorted(normal_means.items(), key=lambda kv: -kv[1])))
     a = alarms
     print(f"alarms at the fitted threshold {a['threshold']:.3f} (leave-one-video-out on the 4 "
           f"normal training videos): anomalous frames {100 * a['anomalous_frames_alarmed']:.1f} "
-          f"%, normal frames {100 * a['normal_frames_alarmed']:.1f} %; events in "
-          f"{a['anomalous_videos_detected']}/{a['anomalous_videos']} anomalous videos (on the "
-          f"anomaly), in {a['normal_videos_alarmed']}/{a['normal_videos']} all-normal videos")
+          f"%, normal frames {100 * a['normal_frames_alarmed']:.1f} %; events on the anomaly in "
+          f"{a['anomalous_videos_with_event_on_anomaly']}/{a['anomalous_videos']} anomalous "
+          f"videos, events in {a['normal_videos_with_event']}/{a['normal_videos']} all-normal "
+          "videos")
     if args.ship:
         if SHIPPED.exists():
             shutil.rmtree(SHIPPED)
@@ -114,15 +111,18 @@ def main(argv=None) -> int:
                           "# which runs: edgevad fit-prior ../shared/data/ped2/training/{07,08,"
                           "14,15}.mp4 --out WORK/motion-prior-ckpt",
                           "# and: edgevad export --model motion-prior --checkpoint "
-                          "WORK/motion-prior-ckpt --out WORK/motion-prior, then "
-                          "Detector.score_video on the 18 test videos"],
+                          "WORK/motion-prior-ckpt --out WORK/motion-prior, then edgevad eval "
+                          "--artifacts WORK/motion-prior on the 18 test videos (testing "
+                          "01,03,04,05,07,08 with --frame-labels test_frame_labels.json, the "
+                          "12 other training videos with --normal)"],
             "split": {"fitted_on": [f"ped2/training/{n}" for n in TRAIN_NORMAL],
                       "evaluated": [video_key(*v) for v in TEST_VIDEOS]},
             "normal_videos": meta["normal_videos"],
             "data_sha256": {"test_frame_labels.json": _sha(labels_file)},
-            "evaluation": {"protocol": "live: Detector.score_video (edgevad run), each frame "
-                                       "scored by its clip as it completes, frame AUC pooled "
-                                       "over the 18 test videos of the weak split",
+            "evaluation": {"protocol": "live: edgevad eval --artifacts (Detector.score_video, "
+                                       "what edgevad run computes), each frame scored by its "
+                                       "clip as it completes, frame AUC pooled over the 18 "
+                                       "test videos of the weak split",
                            "backend": args.backend, "frame_auc": auc,
                            "frame_auc_anomalous_videos": auc_in,
                            "normal_video_mean_scores": normal_means,
@@ -133,31 +133,6 @@ def main(argv=None) -> int:
         (SHIPPED / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
         print(f"shipped {SHIPPED}")
     return 0
-
-
-def alarm_figures(scores: dict, n_frames: dict, events: dict, labels: dict,
-                  threshold: float) -> dict:
-    """Frame and event alarm rates at ``threshold`` (module doc)."""
-    hit = {"anomalous": [0, 0], "normal": [0, 0]}
-    detected = alarmed = n_anom = n_norm = 0
-    for key, s in scores.items():
-        y = frame_labels_of(key, n_frames[key], labels).astype(bool)
-        on = np.asarray(s) >= threshold
-        for kind, mask in (("anomalous", y), ("normal", ~y)):
-            hit[kind][0] += int(on[mask].sum())
-            hit[kind][1] += int(mask.sum())
-        if y.any():
-            n_anom += 1
-            detected += any(y[a:b + 1].any() for a, b in events[key])
-        else:
-            n_norm += 1
-            alarmed += bool(events[key])
-    return {"threshold": float(threshold),
-            "anomalous_frames_alarmed": hit["anomalous"][0] / max(hit["anomalous"][1], 1),
-            "normal_frames_alarmed": hit["normal"][0] / max(hit["normal"][1], 1),
-            "anomalous_videos": n_anom, "anomalous_videos_detected": detected,
-            "normal_videos": n_norm, "normal_videos_alarmed": alarmed,
-            "events": "edgevad run's defaults (8 frames or more)"}
 
 
 def _sha(path: Path) -> str:
