@@ -19,7 +19,6 @@ reported with the reason and left out; the others are still scored.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 
 from edgevad.errors import EdgevadError
 from edgevad_export.data.bags import frame_labels as intervals_to_frames
-from edgevad_export.evaluation.evaluate import EvaluationError
+from edgevad_export.evaluation.evaluate import EvaluationError, _clean
 from edgevad_export.evaluation.metrics import VideoScores, frame_report
 from edgevad_export.extraction.extract import collect_videos
 
@@ -157,7 +156,3 @@ def evaluate_videos(artifacts: str | Path, videos: Sequence[str | Path] = (), *,
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
-
-
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
